@@ -1,0 +1,251 @@
+//! Authorization: who may call, and which roles each path and method needs.
+//!
+//! # Contract
+//! Evaluated on every request, cached token or not, against the snapshot the request loaded:
+//! 1. `allowed_applications` (when non-empty) must contain the caller's `appid`/`azp`;
+//! 2. `allowed_principals` (when non-empty) must contain the caller's `oid`;
+//! 3. every `[[auth.rules]]` whose path covers the request path (case-insensitively, whole
+//!    segments) and whose methods include the request method must find one of its roles in the
+//!    token's `roles` claim.
+//!
+//! A path is anonymous only when an `excluded_paths` prefix covers it with exact case *and* no
+//! rule applies to it: an anonymous prefix never lets a request escape a rule.
+//! Nothing here allocates.
+
+use http::Method;
+
+use crate::config::{AuthConfig, Rule};
+use crate::normalize::Case;
+use crate::reject::Rejection;
+use crate::validate::cache::CachedIdentity;
+use crate::validate::Claims;
+
+/// What authorization needs to know about a caller, from fresh claims or a cache entry.
+pub trait Subject {
+    /// `appid` (v1) or `azp` (v2).
+    fn application(&self) -> Option<&str>;
+    /// `oid`.
+    fn object_id(&self) -> Option<&str>;
+    /// Whether `roles` holds any of `wanted`.
+    fn has_any_role(&self, wanted: &[String]) -> bool;
+}
+
+impl Subject for Claims<'_> {
+    fn application(&self) -> Option<&str> {
+        Claims::application(self)
+    }
+    fn object_id(&self) -> Option<&str> {
+        Claims::object_id(self)
+    }
+    fn has_any_role(&self, wanted: &[String]) -> bool {
+        Claims::has_any_role(self, wanted)
+    }
+}
+
+impl Subject for CachedIdentity {
+    fn application(&self) -> Option<&str> {
+        CachedIdentity::application(self)
+    }
+    fn object_id(&self) -> Option<&str> {
+        CachedIdentity::object_id(self)
+    }
+    fn has_any_role(&self, wanted: &[String]) -> bool {
+        CachedIdentity::has_any_role(self, wanted)
+    }
+}
+
+/// Whether a request needs a token at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Under an excluded prefix and no rule: forwarded without identity.
+    Anonymous,
+    /// Everything else.
+    Authenticated,
+}
+
+/// Decides whether `path` (normalized) with `method` may go through without a token.
+pub fn access(auth: &AuthConfig, path: &str, method: &Method) -> Access {
+    let excluded = auth
+        .excluded_paths
+        .iter()
+        .any(|p| p.covers(path, Case::Sensitive));
+    if excluded && !auth.rules.iter().any(|r| rule_applies(r, path, method)) {
+        Access::Anonymous
+    } else {
+        Access::Authenticated
+    }
+}
+
+/// Checks allow-lists and rules for an authenticated caller.
+pub fn authorize(
+    auth: &AuthConfig,
+    subject: &impl Subject,
+    path: &str,
+    method: &Method,
+) -> Result<(), Rejection> {
+    if !auth.allowed_applications.is_empty() {
+        let app = subject
+            .application()
+            .ok_or(Rejection::ApplicationNotAllowed)?;
+        if !auth.allowed_applications.iter().any(|a| a == app) {
+            return Err(Rejection::ApplicationNotAllowed);
+        }
+    }
+    if !auth.allowed_principals.is_empty() {
+        let oid = subject.object_id().ok_or(Rejection::PrincipalNotAllowed)?;
+        if !auth.allowed_principals.iter().any(|p| p == oid) {
+            return Err(Rejection::PrincipalNotAllowed);
+        }
+    }
+    for rule in &auth.rules {
+        if rule_applies(rule, path, method) && !subject.has_any_role(&rule.roles) {
+            return Err(Rejection::MissingRole);
+        }
+    }
+    Ok(())
+}
+
+fn rule_applies(rule: &Rule, path: &str, method: &Method) -> bool {
+    rule.path.covers(path, Case::Insensitive)
+        && (rule.methods.is_empty() || rule.methods.iter().any(|m| m == method))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    struct Caller {
+        app: Option<&'static str>,
+        oid: Option<&'static str>,
+        roles: &'static [&'static str],
+    }
+
+    impl Subject for Caller {
+        fn application(&self) -> Option<&str> {
+            self.app
+        }
+        fn object_id(&self) -> Option<&str> {
+            self.oid
+        }
+        fn has_any_role(&self, wanted: &[String]) -> bool {
+            self.roles.iter().any(|r| wanted.iter().any(|w| w == r))
+        }
+    }
+
+    fn auth(extra: &str) -> AuthConfig {
+        let text = format!(
+            r#"[upstream]
+url = "http://127.0.0.1:1"
+[auth]
+jwks_uri = "http://127.0.0.1:1/k"
+issuers = ["i"]
+audiences = ["a"]
+{extra}"#
+        );
+        Config::from_toml(&text).unwrap().auth
+    }
+
+    const RULES: &str = r#"excluded_paths = ["/public", "/healthz"]
+[[auth.rules]]
+path = "/admin"
+methods = ["POST", "delete"]
+roles = ["App.Admin"]
+[[auth.rules]]
+path = "/public/secret"
+roles = ["App.Secret"]
+"#;
+
+    #[test]
+    fn rules_match_segment_prefix_method_and_case() {
+        let a = auth(RULES);
+        let nobody = Caller {
+            app: Some("x"),
+            oid: Some("o"),
+            roles: &[],
+        };
+        let admin = Caller {
+            app: Some("x"),
+            oid: Some("o"),
+            roles: &["App.Admin"],
+        };
+        let post = Method::POST;
+        assert_eq!(
+            authorize(&a, &nobody, "/admin", &post),
+            Err(Rejection::MissingRole)
+        );
+        assert_eq!(
+            authorize(&a, &nobody, "/ADMIN/x", &post),
+            Err(Rejection::MissingRole)
+        );
+        assert_eq!(
+            authorize(&a, &nobody, "/admin", &Method::DELETE),
+            Err(Rejection::MissingRole)
+        );
+        assert_eq!(authorize(&a, &nobody, "/admin", &Method::GET), Ok(()));
+        assert_eq!(authorize(&a, &nobody, "/administrator", &post), Ok(()));
+        assert_eq!(authorize(&a, &admin, "/admin/x", &post), Ok(()));
+    }
+
+    #[test]
+    fn anonymous_prefixes_never_shadow_rules() {
+        let a = auth(RULES);
+        assert_eq!(access(&a, "/public/page", &Method::GET), Access::Anonymous);
+        assert_eq!(
+            access(&a, "/public/secret", &Method::GET),
+            Access::Authenticated
+        );
+        assert_eq!(
+            access(&a, "/public/SECRET/x", &Method::GET),
+            Access::Authenticated
+        );
+        assert_eq!(
+            access(&a, "/PUBLIC/page", &Method::GET),
+            Access::Authenticated
+        );
+        assert_eq!(
+            access(&a, "/publicity", &Method::GET),
+            Access::Authenticated
+        );
+        assert_eq!(access(&a, "/healthz", &Method::GET), Access::Anonymous);
+    }
+
+    #[test]
+    fn allow_lists_need_both_when_both_set() {
+        let a = auth("allowed_applications = [\"app-1\"]\nallowed_principals = [\"oid-1\"]\n");
+        let ok = Caller {
+            app: Some("app-1"),
+            oid: Some("oid-1"),
+            roles: &[],
+        };
+        let wrong_app = Caller {
+            app: Some("app-2"),
+            oid: Some("oid-1"),
+            roles: &[],
+        };
+        let wrong_oid = Caller {
+            app: Some("app-1"),
+            oid: Some("oid-2"),
+            roles: &[],
+        };
+        let no_app = Caller {
+            app: None,
+            oid: Some("oid-1"),
+            roles: &[],
+        };
+        let m = Method::GET;
+        assert_eq!(authorize(&a, &ok, "/", &m), Ok(()));
+        assert_eq!(
+            authorize(&a, &wrong_app, "/", &m),
+            Err(Rejection::ApplicationNotAllowed)
+        );
+        assert_eq!(
+            authorize(&a, &wrong_oid, "/", &m),
+            Err(Rejection::PrincipalNotAllowed)
+        );
+        assert_eq!(
+            authorize(&a, &no_app, "/", &m),
+            Err(Rejection::ApplicationNotAllowed)
+        );
+    }
+}

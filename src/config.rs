@@ -1,0 +1,889 @@
+//! Configuration: TOML file (plus `TOKENGATE_*` environment overrides) → a checked [`Config`].
+//!
+//! # Contract
+//! - Parse, don't validate: the file structs mirror `proxy.toml` exactly (`deny_unknown_fields`,
+//!   so a misspelt key is an error naming the key and its line), and [`Config`] holds only parsed
+//!   types (socket addresses, URIs, durations, normalized prefixes). Code that holds a `Config`
+//!   never re-checks it.
+//! - Every default is stated where the key is declared and in `proxy.toml`.
+//! - Any key can be overridden from the environment as `TOKENGATE_<SECTION>__<KEY>` (for example
+//!   `TOKENGATE_AUTH__AUDIENCES='["api://x"]'`, `TOKENGATE_UPSTREAM__URL=http://127.0.0.1:3000`).
+//!   The value is read as a TOML value when it parses as one, else as a string.
+//! - Nothing here is secret (keys come from the IdP), so the effective config can be printed whole.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use http::Uri;
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+
+use crate::normalize::Prefix;
+use crate::validate::Algorithm;
+
+/// Environment variables that configure the process rather than overriding a config key.
+const RESERVED_ENV: [&str; 3] = ["TOKENGATE_CONFIG", "TOKENGATE_LOG", "TOKENGATE_LOG_FORMAT"];
+
+/// Everything the proxy needs, parsed and checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Public listener (HTTP/1.1 and h2c prior knowledge).
+    pub listen: SocketAddr,
+    /// Admin listener (`/healthz`, `/readyz`, `/metrics`).
+    pub admin: SocketAddr,
+    /// The callee.
+    pub upstream: UpstreamConfig,
+    /// Token validation and authorization.
+    pub auth: AuthConfig,
+    /// Key fetching timings.
+    pub keys: KeysConfig,
+    /// Verified-token cache bounds.
+    pub cache: CacheConfig,
+    /// Connection and request limits.
+    pub limits: LimitsConfig,
+}
+
+/// Where and how requests are forwarded.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// `http` or `https` scheme plus authority; the request's path and query are appended.
+    pub url: Uri,
+    /// Time to the upstream's response head before 504.
+    pub timeout: Duration,
+    /// Time to establish a TCP connection before 502.
+    pub connect_timeout: Duration,
+    /// Idle pooled connections are closed after this long.
+    pub pool_idle_timeout: Duration,
+    /// Keep the client's `Host` header (true) or send the upstream's authority (false).
+    pub preserve_host: bool,
+    /// Keep client-sent `X-Forwarded-Proto`/`-Host` and append to `X-Forwarded-For` (true), or
+    /// overwrite all three (false) because the client is not a trusted proxy.
+    pub trust_forwarded_headers: bool,
+}
+
+/// Where keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// OIDC discovery document; its `jwks_uri` is followed.
+    Discovery(Uri),
+    /// A JWKS URL used directly.
+    Jwks(Uri),
+}
+
+impl KeySource {
+    /// The configured URL, for logs and `check` output.
+    pub fn url(&self) -> &Uri {
+        match self {
+            KeySource::Discovery(u) | KeySource::Jwks(u) => u,
+        }
+    }
+}
+
+/// Token validation and authorization policy.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// Discovery document or JWKS.
+    pub keys: KeySource,
+    /// Accepted `iss` values, compared exactly.
+    pub issuers: Vec<String>,
+    /// Accepted `aud` values; a token matches when any of its audiences is here.
+    pub audiences: Vec<String>,
+    /// Accepted JWS algorithms.
+    pub algorithms: Vec<Algorithm>,
+    /// `appid`/`azp` allow-list; empty means any application.
+    pub allowed_applications: Vec<String>,
+    /// `oid` allow-list; empty means any principal.
+    pub allowed_principals: Vec<String>,
+    /// Anonymous path prefixes (exact case, whole segments).
+    pub excluded_paths: Vec<Prefix>,
+    /// Tolerance for `exp` and `nbf`.
+    pub clock_skew: Duration,
+    /// Largest accepted token, checked before any decoding.
+    pub max_token_size: usize,
+    /// Role rules; every rule that matches a request must be satisfied.
+    pub rules: Vec<Rule>,
+}
+
+/// One `[[auth.rules]]` entry.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Segment prefix, matched case-insensitively.
+    pub path: Prefix,
+    /// Upper-case method names; empty means every method.
+    pub methods: Vec<http::Method>,
+    /// The token's `roles` must hold at least one of these.
+    pub roles: Vec<String>,
+}
+
+/// Timings of discovery/JWKS fetches.
+#[derive(Debug, Clone)]
+pub struct KeysConfig {
+    /// How often keys are refreshed while everything is healthy.
+    pub refresh_interval: Duration,
+    /// At most one unknown-`kid` fetch per this period.
+    pub unknown_kid_cooldown: Duration,
+    /// How long a request waits for an unknown-`kid` fetch before it is refused.
+    pub unknown_kid_wait: Duration,
+    /// Timeout for one discovery or JWKS HTTP request.
+    pub fetch_timeout: Duration,
+    /// Cap of the exponential backoff after failed fetches.
+    pub max_backoff: Duration,
+}
+
+/// Verified-token cache bounds.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    /// Most entries held; 0 disables the cache.
+    pub max_entries: usize,
+    /// Most bytes of tokens and pre-encoded headers held.
+    pub max_bytes: usize,
+}
+
+/// Connection and request limits.
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    /// Time allowed to receive a request's headers (slowloris).
+    pub header_read_timeout: Duration,
+    /// How long in-flight requests may run after SIGTERM before the process exits anyway.
+    pub shutdown_grace: Duration,
+    /// HTTP/2 concurrent streams per connection.
+    pub max_concurrent_streams: u32,
+    /// Most bytes of request headers (HTTP/1.1 buffer and HTTP/2 header list).
+    pub max_header_bytes: usize,
+    /// Most simultaneous client connections; further ones wait in the accept queue.
+    pub max_connections: usize,
+}
+
+/// A config that could not be loaded, with the message shown to the operator.
+#[derive(Debug)]
+pub struct ConfigError(String);
+
+impl ConfigError {
+    fn new(msg: impl Into<String>) -> Self {
+        ConfigError(msg.into())
+    }
+}
+
+impl From<String> for ConfigError {
+    fn from(msg: String) -> Self {
+        ConfigError(msg)
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads `path`, applies `TOKENGATE_*` overrides from the process environment, and checks.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(format!("{}: {e}", path.display())))?;
+        Config::from_toml_with_env(&text, std::env::vars())
+            .map_err(|e| ConfigError::new(format!("{}: {e}", path.display())))
+    }
+
+    /// Parses TOML text without environment overrides.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml_with_env(text, std::iter::empty())
+    }
+
+    /// Parses TOML text, then applies overrides from `env` (name, value) pairs.
+    pub fn from_toml_with_env(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        // The file alone first, so errors carry its line numbers.
+        let file: FileConfig = toml::from_str(text).map_err(|e| ConfigError::new(e.to_string()))?;
+        let overrides: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("TOKENGATE_") && !RESERVED_ENV.contains(&k.as_str()))
+            .collect();
+        if overrides.is_empty() {
+            return file.check();
+        }
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e| ConfigError::new(e.to_string()))?;
+        for (name, value) in &overrides {
+            apply_override(&mut table, name, value)?;
+        }
+        let file = FileConfig::deserialize(table)
+            .map_err(|e| ConfigError::new(format!("after environment overrides: {e}")))?;
+        file.check()
+    }
+
+    /// A human summary of the effective settings, for `tokengate check`.
+    pub fn summary(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let a = &self.auth;
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "any".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        let _ = writeln!(s, "listen        {}", self.listen);
+        let _ = writeln!(s, "admin         {}", self.admin);
+        let _ = writeln!(
+            s,
+            "upstream      {} (timeout {:?})",
+            self.upstream.url, self.upstream.timeout
+        );
+        let source = match &a.keys {
+            KeySource::Discovery(u) => format!("discovery {u}"),
+            KeySource::Jwks(u) => format!("jwks {u}"),
+        };
+        let _ = writeln!(s, "keys          {source}");
+        let _ = writeln!(s, "issuers       {}", a.issuers.join(", "));
+        let _ = writeln!(s, "audiences     {}", a.audiences.join(", "));
+        let algs: Vec<&str> = a.algorithms.iter().map(|x| x.name()).collect();
+        let _ = writeln!(s, "algorithms    {}", algs.join(", "));
+        let _ = writeln!(s, "applications  {}", list(&a.allowed_applications));
+        let _ = writeln!(s, "principals    {}", list(&a.allowed_principals));
+        let excluded: Vec<&str> = a.excluded_paths.iter().map(|p| p.as_str()).collect();
+        let _ = writeln!(s, "anonymous     {}", excluded.join(", "));
+        for r in &a.rules {
+            let methods: Vec<&str> = r.methods.iter().map(|m| m.as_str()).collect();
+            let methods = if methods.is_empty() {
+                "*".to_string()
+            } else {
+                methods.join(",")
+            };
+            let _ = writeln!(
+                s,
+                "rule          {} [{}] roles: {}",
+                r.path.as_str(),
+                methods,
+                r.roles.join(" | ")
+            );
+        }
+        s
+    }
+}
+
+/// Sets `TOKENGATE_A__B__C=value` at `a.b.c` in `table`.
+fn apply_override(table: &mut toml::Table, name: &str, value: &str) -> Result<(), ConfigError> {
+    let path: Vec<String> = name["TOKENGATE_".len()..]
+        .split("__")
+        .map(|p| p.to_ascii_lowercase())
+        .collect();
+    if path.len() < 2 || path.iter().any(|p| p.is_empty()) {
+        return Err(ConfigError::new(format!(
+            "environment variable {name}: expected TOKENGATE_<SECTION>__<KEY>"
+        )));
+    }
+    let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_string()));
+    let (last, sections) = path.split_last().expect("len >= 2");
+    let mut cursor = table;
+    for section in sections {
+        let entry = cursor
+            .entry(section.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cursor = match entry {
+            toml::Value::Table(t) => t,
+            _ => {
+                return Err(ConfigError::new(format!(
+                    "environment variable {name}: `{section}` is not a table"
+                )))
+            }
+        };
+    }
+    cursor.insert(last.clone(), parsed);
+    Ok(())
+}
+
+// ---- The file's shape. Field docs state defaults; proxy.toml repeats them. ----
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    listen: ListenFile,
+    upstream: UpstreamFile,
+    #[serde(default)]
+    admin: AdminFile,
+    auth: AuthFile,
+    #[serde(default)]
+    keys: KeysFile,
+    #[serde(default)]
+    cache: CacheFile,
+    #[serde(default)]
+    limits: LimitsFile,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListenFile {
+    /// Default `0.0.0.0:8080`.
+    #[serde(default = "default_listen")]
+    address: String,
+}
+
+impl Default for ListenFile {
+    fn default() -> Self {
+        ListenFile {
+            address: default_listen(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "0.0.0.0:8080".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdminFile {
+    /// Default `127.0.0.1:9090`.
+    #[serde(default = "default_admin")]
+    address: String,
+}
+
+impl Default for AdminFile {
+    fn default() -> Self {
+        AdminFile {
+            address: default_admin(),
+        }
+    }
+}
+
+fn default_admin() -> String {
+    "127.0.0.1:9090".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpstreamFile {
+    /// Required.
+    url: String,
+    /// Default `30s`.
+    #[serde(default = "secs::<30>")]
+    timeout: Dur,
+    /// Default `5s`.
+    #[serde(default = "secs::<5>")]
+    connect_timeout: Dur,
+    /// Default `90s`.
+    #[serde(default = "secs::<90>")]
+    pool_idle_timeout: Dur,
+    /// Default `true`.
+    #[serde(default = "yes")]
+    preserve_host: bool,
+    /// Default `false`.
+    #[serde(default)]
+    trust_forwarded_headers: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthFile {
+    openid_configuration: Option<String>,
+    jwks_uri: Option<String>,
+    /// Required, non-empty.
+    issuers: Vec<String>,
+    /// Required, non-empty.
+    audiences: Vec<String>,
+    /// Default `["RS256"]`.
+    #[serde(default = "default_algorithms")]
+    algorithms: Vec<String>,
+    /// Default empty (any).
+    #[serde(default)]
+    allowed_applications: Vec<String>,
+    /// Default empty (any).
+    #[serde(default)]
+    allowed_principals: Vec<String>,
+    /// Default empty (every path needs a token).
+    #[serde(default)]
+    excluded_paths: Vec<String>,
+    /// Default `60s`.
+    #[serde(default = "secs::<60>")]
+    clock_skew: Dur,
+    /// Default 16384 bytes.
+    #[serde(default = "default_max_token")]
+    max_token_size: usize,
+    #[serde(default)]
+    rules: Vec<RuleFile>,
+}
+
+fn default_algorithms() -> Vec<String> {
+    vec!["RS256".into()]
+}
+
+fn default_max_token() -> usize {
+    16 * 1024
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleFile {
+    path: String,
+    #[serde(default)]
+    methods: Vec<String>,
+    roles: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeysFile {
+    /// Default `1h`.
+    #[serde(default = "secs::<3600>")]
+    refresh_interval: Dur,
+    /// Default `10s`.
+    #[serde(default = "secs::<10>")]
+    unknown_kid_cooldown: Dur,
+    /// Default `2s`.
+    #[serde(default = "secs::<2>")]
+    unknown_kid_wait: Dur,
+    /// Default `5s`.
+    #[serde(default = "secs::<5>")]
+    fetch_timeout: Dur,
+    /// Default `10s`.
+    #[serde(default = "secs::<10>")]
+    max_backoff: Dur,
+}
+
+impl Default for KeysFile {
+    fn default() -> Self {
+        KeysFile {
+            refresh_interval: secs::<3600>(),
+            unknown_kid_cooldown: secs::<10>(),
+            unknown_kid_wait: secs::<2>(),
+            fetch_timeout: secs::<5>(),
+            max_backoff: secs::<10>(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CacheFile {
+    /// Default 10000.
+    #[serde(default = "default_cache_entries")]
+    max_entries: usize,
+    /// Default 32 MiB.
+    #[serde(default = "default_cache_bytes")]
+    max_bytes: usize,
+}
+
+impl Default for CacheFile {
+    fn default() -> Self {
+        CacheFile {
+            max_entries: default_cache_entries(),
+            max_bytes: default_cache_bytes(),
+        }
+    }
+}
+
+fn default_cache_entries() -> usize {
+    10_000
+}
+
+fn default_cache_bytes() -> usize {
+    32 * 1024 * 1024
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsFile {
+    /// Default `10s`.
+    #[serde(default = "secs::<10>")]
+    header_read_timeout: Dur,
+    /// Default `30s`.
+    #[serde(default = "secs::<30>")]
+    shutdown_grace: Dur,
+    /// Default 100.
+    #[serde(default = "default_streams")]
+    max_concurrent_streams: u32,
+    /// Default 65536.
+    #[serde(default = "default_header_bytes")]
+    max_header_bytes: usize,
+    /// Default 10000.
+    #[serde(default = "default_connections")]
+    max_connections: usize,
+}
+
+impl Default for LimitsFile {
+    fn default() -> Self {
+        LimitsFile {
+            header_read_timeout: secs::<10>(),
+            shutdown_grace: secs::<30>(),
+            max_concurrent_streams: default_streams(),
+            max_header_bytes: default_header_bytes(),
+            max_connections: default_connections(),
+        }
+    }
+}
+
+fn default_streams() -> u32 {
+    100
+}
+
+fn default_header_bytes() -> usize {
+    64 * 1024
+}
+
+fn default_connections() -> usize {
+    10_000
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn secs<const N: u64>() -> Dur {
+    Dur(Duration::from_secs(N))
+}
+
+/// A duration written as a string: `500ms`, `60s`, `5m`, `1h`.
+#[derive(Debug, Clone, Copy)]
+struct Dur(Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s).map(Dur).map_err(de::Error::custom)
+    }
+}
+
+/// Parses `<integer><unit>` with unit `ms`, `s`, `m` or `h`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: expected e.g. \"500ms\", \"60s\", \"1h\""))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        _ => {
+            return Err(format!(
+                "invalid duration {s:?}: unit must be one of ms, s, m, h (e.g. \"60s\")"
+            ))
+        }
+    };
+    Ok(d)
+}
+
+impl FileConfig {
+    fn check(self) -> Result<Config, ConfigError> {
+        let listen = parse_addr("listen.address", &self.listen.address)?;
+        let admin = parse_addr("admin.address", &self.admin.address)?;
+        if listen == admin {
+            return Err(ConfigError::new(
+                "admin.address must differ from listen.address: admin endpoints are never served \
+                 on the public listener",
+            ));
+        }
+        let upstream = self.upstream.check()?;
+        let auth = self.auth.check()?;
+        let k = self.keys;
+        let keys = KeysConfig {
+            refresh_interval: k.refresh_interval.0,
+            unknown_kid_cooldown: k.unknown_kid_cooldown.0,
+            unknown_kid_wait: k.unknown_kid_wait.0,
+            fetch_timeout: k.fetch_timeout.0,
+            max_backoff: k.max_backoff.0,
+        };
+        if keys.refresh_interval < Duration::from_secs(1) {
+            return Err(ConfigError::new(
+                "keys.refresh_interval must be at least 1s",
+            ));
+        }
+        if keys.fetch_timeout.is_zero() || keys.max_backoff.is_zero() {
+            return Err(ConfigError::new(
+                "keys.fetch_timeout and keys.max_backoff must be > 0",
+            ));
+        }
+        let l = self.limits;
+        if l.max_connections == 0 || l.max_concurrent_streams == 0 {
+            return Err(ConfigError::new(
+                "limits.max_connections and limits.max_concurrent_streams must be > 0",
+            ));
+        }
+        if l.max_header_bytes < 8192 {
+            return Err(ConfigError::new(
+                "limits.max_header_bytes must be at least 8192",
+            ));
+        }
+        Ok(Config {
+            listen,
+            admin,
+            upstream,
+            auth,
+            keys,
+            cache: CacheConfig {
+                max_entries: self.cache.max_entries,
+                max_bytes: self.cache.max_bytes,
+            },
+            limits: LimitsConfig {
+                header_read_timeout: l.header_read_timeout.0,
+                shutdown_grace: l.shutdown_grace.0,
+                max_concurrent_streams: l.max_concurrent_streams,
+                max_header_bytes: l.max_header_bytes,
+                max_connections: l.max_connections,
+            },
+        })
+    }
+}
+
+impl UpstreamFile {
+    fn check(self) -> Result<UpstreamConfig, ConfigError> {
+        let url = parse_http_url("upstream.url", &self.url)?;
+        if !matches!(url.path(), "" | "/") || url.query().is_some() {
+            return Err(ConfigError::new(format!(
+                "upstream.url: {:?} must not have a path or query: the request's path is forwarded \
+                 as is",
+                self.url
+            )));
+        }
+        if self.timeout.0.is_zero() || self.connect_timeout.0.is_zero() {
+            return Err(ConfigError::new(
+                "upstream.timeout and upstream.connect_timeout must be > 0",
+            ));
+        }
+        Ok(UpstreamConfig {
+            url,
+            timeout: self.timeout.0,
+            connect_timeout: self.connect_timeout.0,
+            pool_idle_timeout: self.pool_idle_timeout.0,
+            preserve_host: self.preserve_host,
+            trust_forwarded_headers: self.trust_forwarded_headers,
+        })
+    }
+}
+
+impl AuthFile {
+    fn check(self) -> Result<AuthConfig, ConfigError> {
+        let keys = match (self.openid_configuration, self.jwks_uri) {
+            (Some(d), None) => {
+                KeySource::Discovery(parse_http_url("auth.openid_configuration", &d)?)
+            }
+            (None, Some(j)) => KeySource::Jwks(parse_http_url("auth.jwks_uri", &j)?),
+            _ => {
+                return Err(ConfigError::new(
+                    "auth: set exactly one of openid_configuration and jwks_uri",
+                ))
+            }
+        };
+        non_empty("auth.issuers", &self.issuers)?;
+        non_empty("auth.audiences", &self.audiences)?;
+        let mut algorithms = Vec::new();
+        for name in &self.algorithms {
+            let alg = Algorithm::from_name(name).ok_or_else(|| {
+                ConfigError::new(format!(
+                    "auth.algorithms: {name:?} is not supported (use RS256, RS384, RS512, PS256, \
+                     ES256, ES384; `none` and HMAC are never accepted)"
+                ))
+            })?;
+            if !algorithms.contains(&alg) {
+                algorithms.push(alg);
+            }
+        }
+        if algorithms.is_empty() {
+            return Err(ConfigError::new("auth.algorithms must not be empty"));
+        }
+        let excluded_paths = self
+            .excluded_paths
+            .iter()
+            .map(|p| parse_prefix("auth.excluded_paths", p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut rules = Vec::new();
+        for (i, r) in self.rules.into_iter().enumerate() {
+            let at = format!("auth.rules[{i}]");
+            let path = parse_prefix(&format!("{at}.path"), &r.path)?;
+            let mut methods = Vec::new();
+            for m in &r.methods {
+                let upper = m.to_ascii_uppercase();
+                let method = http::Method::from_bytes(upper.as_bytes())
+                    .map_err(|_| ConfigError::new(format!("{at}.methods: invalid method {m:?}")))?;
+                methods.push(method);
+            }
+            non_empty(&format!("{at}.roles"), &r.roles)?;
+            rules.push(Rule {
+                path,
+                methods,
+                roles: r.roles,
+            });
+        }
+        if self.max_token_size < 1024 || self.max_token_size > 64 * 1024 {
+            return Err(ConfigError::new(
+                "auth.max_token_size must be between 1024 and 65536 bytes",
+            ));
+        }
+        Ok(AuthConfig {
+            keys,
+            issuers: dedup(self.issuers),
+            audiences: dedup(self.audiences),
+            algorithms,
+            allowed_applications: dedup(self.allowed_applications),
+            allowed_principals: dedup(self.allowed_principals),
+            excluded_paths,
+            clock_skew: self.clock_skew.0,
+            max_token_size: self.max_token_size,
+            rules,
+        })
+    }
+}
+
+fn dedup(v: Vec<String>) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    v.into_iter().filter(|s| seen.insert(s.clone())).collect()
+}
+
+fn non_empty(key: &str, v: &[String]) -> Result<(), ConfigError> {
+    if v.is_empty() || v.iter().any(|s| s.is_empty()) {
+        return Err(ConfigError::new(format!(
+            "{key} must be a non-empty list of non-empty strings"
+        )));
+    }
+    Ok(())
+}
+
+fn parse_addr(key: &str, s: &str) -> Result<SocketAddr, ConfigError> {
+    s.parse()
+        .map_err(|_| ConfigError::new(format!("{key}: {s:?} is not an IP:port socket address")))
+}
+
+fn parse_prefix(key: &str, s: &str) -> Result<Prefix, ConfigError> {
+    Prefix::parse(s).map_err(|e| ConfigError::new(format!("{key}: {s:?}: {e}")))
+}
+
+fn parse_http_url(key: &str, s: &str) -> Result<Uri, ConfigError> {
+    let uri: Uri = s
+        .parse()
+        .map_err(|e| ConfigError::new(format!("{key}: {s:?} is not a URL: {e}")))?;
+    match uri.scheme_str() {
+        Some("http") | Some("https") => {}
+        _ => {
+            return Err(ConfigError::new(format!(
+                "{key}: {s:?} must be an http or https URL"
+            )))
+        }
+    }
+    if uri.authority().is_none() {
+        return Err(ConfigError::new(format!("{key}: {s:?} has no host")));
+    }
+    Ok(uri)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[upstream]
+url = "http://127.0.0.1:3000"
+[auth]
+jwks_uri = "http://127.0.0.1:1/keys"
+issuers = ["https://sts.windows.net/t/"]
+audiences = ["api://x"]
+"#;
+
+    #[test]
+    fn minimal_config_gets_documented_defaults() {
+        let c = Config::from_toml(MINIMAL).unwrap();
+        assert_eq!(c.listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(c.admin, "127.0.0.1:9090".parse().unwrap());
+        assert_eq!(c.upstream.timeout, Duration::from_secs(30));
+        assert_eq!(c.auth.clock_skew, Duration::from_secs(60));
+        assert_eq!(c.auth.max_token_size, 16384);
+        assert_eq!(c.auth.algorithms, vec![Algorithm::Rs256]);
+        assert_eq!(c.keys.unknown_kid_cooldown, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let text = format!("{MINIMAL}bogus_key = 1\n");
+        let err = Config::from_toml(&text).unwrap_err().to_string();
+        assert!(err.contains("bogus_key"), "{err}");
+        assert!(err.contains("line 9"), "{err}");
+    }
+
+    #[test]
+    fn both_or_neither_key_source_is_an_error() {
+        let both = MINIMAL.replace("[auth]", "[auth]\nopenid_configuration = \"https://x/y\"");
+        assert!(Config::from_toml(&both)
+            .unwrap_err()
+            .to_string()
+            .contains("exactly one"));
+        let neither = MINIMAL.replace("jwks_uri = \"http://127.0.0.1:1/keys\"", "");
+        assert!(Config::from_toml(&neither).is_err());
+    }
+
+    #[test]
+    fn durations_parse_and_bad_ones_name_the_key() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("60").is_err());
+        assert!(parse_duration("1.5s").is_err());
+        let text = MINIMAL.replace("audiences", "clock_skew = \"soon\"\naudiences");
+        let err = Config::from_toml(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("clock_skew") && err.contains("invalid duration"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn hmac_and_none_are_refused() {
+        for alg in ["HS256", "none"] {
+            let text =
+                MINIMAL.replace("audiences", &format!("algorithms = [\"{alg}\"]\naudiences"));
+            assert!(Config::from_toml(&text).is_err(), "{alg}");
+        }
+    }
+
+    #[test]
+    fn environment_overrides_any_key() {
+        let env = vec![
+            (
+                "TOKENGATE_AUTH__AUDIENCES".to_string(),
+                r#"["api://y", "y"]"#.to_string(),
+            ),
+            (
+                "TOKENGATE_UPSTREAM__URL".to_string(),
+                "http://127.0.0.1:4000".to_string(),
+            ),
+            (
+                "TOKENGATE_LIMITS__MAX_CONNECTIONS".to_string(),
+                "7".to_string(),
+            ),
+            ("TOKENGATE_CONFIG".to_string(), "ignored".to_string()),
+        ];
+        let c = Config::from_toml_with_env(MINIMAL, env).unwrap();
+        assert_eq!(c.auth.audiences, vec!["api://y", "y"]);
+        assert_eq!(c.upstream.url.port_u16(), Some(4000));
+        assert_eq!(c.limits.max_connections, 7);
+        let bad = vec![("TOKENGATE_AUTH__NOPE".to_string(), "1".to_string())];
+        let err = Config::from_toml_with_env(MINIMAL, bad)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn rule_paths_are_normalized_and_bad_ones_refused() {
+        let text = format!("{MINIMAL}[[auth.rules]]\npath = \"/x/../Admin/\"\nroles = [\"r\"]\n");
+        let c = Config::from_toml(&text).unwrap();
+        assert_eq!(c.auth.rules[0].path.as_str(), "/Admin");
+        let bad = format!("{MINIMAL}[[auth.rules]]\npath = \"/a%2fb\"\nroles = [\"r\"]\n");
+        assert!(Config::from_toml(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("auth.rules[0].path"));
+    }
+}

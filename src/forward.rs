@@ -1,0 +1,77 @@
+//! The pooled upstream client.
+//!
+//! # Contract
+//! - Connections to the upstream are pooled and reused (hyper-util's client); bodies stream both
+//!   ways, never buffered whole.
+//! - A connect failure answers 502 within `upstream.connect_timeout`; no response head within
+//!   `upstream.timeout` answers 504. Neither is retried: the request body may be half sent.
+//! - https upstreams (and https IdPs) are verified against the system's CA certificates.
+
+use std::time::{Duration, Instant};
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnectorBuilder;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::config::UpstreamConfig;
+use crate::reject::Rejection;
+
+/// TCP plus optional TLS.
+pub type HttpsConnector = hyper_rustls::HttpsConnector<HttpConnector>;
+
+/// Builds the connector used for the upstream and for the IdP.
+pub fn https_connector(connect_timeout: Duration) -> HttpsConnector {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect_timeout));
+    let builder = match HttpsConnectorBuilder::new().with_native_roots() {
+        Ok(b) => b,
+        Err(error) => {
+            tracing::warn!(%error, "no system CA certificates: https upstreams and IdPs will fail");
+            let config = rustls::ClientConfig::builder()
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth();
+            HttpsConnectorBuilder::new().with_tls_config(config)
+        }
+    };
+    builder.https_or_http().enable_http1().wrap_connector(http)
+}
+
+/// The upstream client.
+pub struct Upstream {
+    client: Client<HttpsConnector, Incoming>,
+}
+
+impl Upstream {
+    /// A pooled client configured from `[upstream]`.
+    pub fn new(cfg: &UpstreamConfig) -> Upstream {
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(cfg.pool_idle_timeout)
+            .pool_max_idle_per_host(1024)
+            .build(https_connector(cfg.connect_timeout));
+        Upstream { client }
+    }
+
+    /// Sends `req` (already rewritten) and waits for the response head at most `timeout`.
+    /// Returns the response and the time the head took.
+    pub async fn send(
+        &self,
+        req: Request<Incoming>,
+        timeout: Duration,
+    ) -> Result<(Response<Incoming>, Duration), Rejection> {
+        let started = Instant::now();
+        match tokio::time::timeout(timeout, self.client.request(req)).await {
+            Ok(Ok(resp)) => Ok((resp, started.elapsed())),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "upstream request failed");
+                Err(Rejection::UpstreamUnavailable)
+            }
+            Err(_) => Err(Rejection::UpstreamTimeout),
+        }
+    }
+}

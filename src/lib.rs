@@ -1,0 +1,186 @@
+//! tokengate: an authenticating reverse proxy for service-to-service calls with Microsoft Entra
+//! ID access tokens, doing what App Service Authentication ("EasyAuth") does, anywhere.
+//!
+//! ```text
+//!            public listener (h1 + h2c)                      admin listener
+//!   client ──► listener ──► pipeline ──► forward ──► upstream   /healthz /readyz /metrics
+//!                             │
+//!     normalize → extract → validate (cache, keys) → authorize → rewrite → forward → metrics
+//!                                  ▲
+//!              keys fetcher ───────┘ (discovery + JWKS, background, one ArcSwap<Snapshot>)
+//! ```
+//!
+//! # Security contract
+//! - Nothing reaches the upstream unless its normalized path is anonymous (and covered by no
+//!   rule), or it carries a token that validated (`validate`) and was authorized (`authorize`).
+//! - The token never reaches the upstream, a log line, a metric label or an error body.
+//! - Client-sent `X-MS-CLIENT-PRINCIPAL*` and `X-MS-TOKEN-*` headers never reach the upstream.
+//! - Without signing keys every protected request fails closed (503) and `/readyz` is 503.
+
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+#![warn(missing_docs)]
+
+pub mod admin;
+pub mod authorize;
+pub mod config;
+pub mod dev;
+pub mod extract;
+pub mod forward;
+pub mod keys;
+pub mod listener;
+pub mod metrics;
+pub mod normalize;
+pub mod pipeline;
+pub mod principal;
+pub mod reject;
+pub mod respond;
+pub mod rewrite;
+pub mod snapshot;
+pub mod validate;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use config::Config;
+use snapshot::{Keys, Snapshot, SnapshotCell};
+
+/// Installs the process-wide crypto providers (aws-lc-rs for rustls and jsonwebtoken) so that no
+/// stray crate feature can change them or make the first use panic. Idempotent.
+pub fn install_crypto_providers() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+}
+
+/// A running proxy: both listeners bound, keys being fetched.
+pub struct Running {
+    /// The public listener's bound address.
+    pub public_addr: SocketAddr,
+    /// The admin listener's bound address.
+    pub admin_addr: SocketAddr,
+    cell: Arc<SnapshotCell>,
+    keys: Arc<keys::KeyControl>,
+    shutdown: watch::Sender<bool>,
+    servers: Vec<JoinHandle<()>>,
+    fetcher: JoinHandle<()>,
+}
+
+/// Binds the listeners and starts serving `config`.
+pub async fn start(config: Config) -> io::Result<Running> {
+    install_crypto_providers();
+    let public = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| io::Error::new(e.kind(), format!("listen.address {}: {e}", config.listen)))?;
+    let admin = TcpListener::bind(config.admin)
+        .await
+        .map_err(|e| io::Error::new(e.kind(), format!("admin.address {}: {e}", config.admin)))?;
+    let public_addr = public.local_addr()?;
+    let admin_addr = admin.local_addr()?;
+
+    let config = Arc::new(config);
+    let cell: Arc<SnapshotCell> = Arc::new(ArcSwap::from_pointee(Snapshot::new(
+        config.clone(),
+        Keys::Pending,
+    )));
+    let metrics = Arc::new(metrics::Metrics::new());
+    let key_control = Arc::new(keys::KeyControl::new());
+    let fetcher = tokio::spawn(keys::run_fetcher(
+        cell.clone(),
+        key_control.clone(),
+        metrics.clone(),
+    ));
+
+    let proxy = Arc::new(pipeline::Proxy::new(
+        cell.clone(),
+        validate::cache::TokenCache::new(config.cache.max_entries, config.cache.max_bytes),
+        metrics.clone(),
+        key_control.clone(),
+        forward::Upstream::new(&config.upstream),
+    ));
+    let (shutdown, rx) = watch::channel(false);
+    let limits = config.limits.clone();
+    let public_server = tokio::spawn(listener::serve(
+        public,
+        limits.clone(),
+        move |req, peer| {
+            let proxy = proxy.clone();
+            async move { proxy.handle(req, peer).await }
+        },
+        rx.clone(),
+    ));
+    let admin_cell = cell.clone();
+    let admin_server = tokio::spawn(listener::serve(
+        admin,
+        limits,
+        move |req, _peer| {
+            let resp = admin::handle(&req, &admin_cell, &metrics);
+            async move { resp }
+        },
+        rx,
+    ));
+    tracing::info!(%public_addr, %admin_addr, upstream = %config.upstream.url, "tokengate listening");
+    Ok(Running {
+        public_addr,
+        admin_addr,
+        cell,
+        keys: key_control,
+        shutdown,
+        servers: vec![public_server, admin_server],
+        fetcher,
+    })
+}
+
+impl Running {
+    /// Swaps in a new config for new requests. Listener addresses and upstream connection
+    /// settings are fixed at start; a change to them is refused so nothing half-applies.
+    pub fn reload(&self, config: Config) -> Result<(), String> {
+        let current = self.cell.load();
+        let old = &current.config;
+        if config.listen != old.listen || config.admin != old.admin {
+            return Err("listen.address and admin.address cannot change without a restart".into());
+        }
+        let same_key_source =
+            config.auth.keys == old.auth.keys && config.auth.algorithms == old.auth.algorithms;
+        snapshot::store_config(&self.cell, Arc::new(config));
+        if !same_key_source {
+            self.keys.refresh_now();
+        }
+        Ok(())
+    }
+
+    /// Whether signing keys are loaded.
+    pub fn ready(&self) -> bool {
+        self.cell.load().ready()
+    }
+
+    /// Stops accepting, drains in-flight requests (bounded by `limits.shutdown_grace`), stops.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for s in self.servers {
+            let _ = s.await;
+        }
+        self.fetcher.abort();
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn wait_for_shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

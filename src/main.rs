@@ -1,0 +1,224 @@
+//! The `tokengate` command.
+//!
+//! ```text
+//! tokengate [--config FILE] [--log-format json|text]   run the proxy (FILE or $TOKENGATE_CONFIG)
+//! tokengate check --config FILE                        validate a config, print the effective one
+//! tokengate dev [--listen ADDR] [--admin ADDR]         local issuer + echo upstream + proxy
+//! ```
+//! Exit codes: 0 clean shutdown; 1 `check` found errors or the proxy failed at run time;
+//! 64 bad command line or bad config at start.
+
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use tokengate::Config;
+
+const USAGE: &str = "usage:
+  tokengate [--config FILE] [--log-format json|text]
+  tokengate check --config FILE
+  tokengate dev [--listen ADDR] [--admin ADDR]
+
+The config file defaults to $TOKENGATE_CONFIG. Any key can be overridden with
+TOKENGATE_<SECTION>__<KEY>=value (e.g. TOKENGATE_UPSTREAM__URL=http://127.0.0.1:3000).
+Logs: --log-format or $TOKENGATE_LOG_FORMAT (json|text; default json unless stderr is a
+terminal), level from $TOKENGATE_LOG (default info).";
+
+const EX_USAGE: u8 = 64;
+
+enum Command {
+    Run {
+        config: PathBuf,
+    },
+    Check {
+        config: PathBuf,
+    },
+    Dev {
+        listen: SocketAddr,
+        admin: SocketAddr,
+    },
+    Help,
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (command, log_format) = match parse_args(&args) {
+        Ok(c) => c,
+        Err(msg) => {
+            eprintln!("tokengate: {msg}\n\n{USAGE}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    match command {
+        Command::Help => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Command::Check { config } => match Config::load(&config) {
+            Ok(c) => {
+                println!("{}: OK\n\n{}", config.display(), c.summary());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("tokengate: invalid config: {e}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Run { config: path } => {
+            init_logging(log_format.as_deref());
+            let config = match Config::load(&path) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "invalid config");
+                    eprintln!("tokengate: invalid config: {e}");
+                    return ExitCode::from(EX_USAGE);
+                }
+            };
+            runtime().block_on(run(path, config))
+        }
+        Command::Dev { listen, admin } => {
+            init_logging(Some(log_format.as_deref().unwrap_or("text")));
+            match runtime().block_on(tokengate::dev::run(listen, admin)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("tokengate dev: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}
+
+fn parse_args(args: &[String]) -> Result<(Command, Option<String>), String> {
+    let mut it = args.iter().peekable();
+    let sub = match it.peek().map(|s| s.as_str()) {
+        Some("check") | Some("dev") | Some("run") => it.next().cloned(),
+        _ => None,
+    };
+    let mut config: Option<PathBuf> = None;
+    let mut log_format = std::env::var("TOKENGATE_LOG_FORMAT").ok();
+    let mut listen: SocketAddr = "127.0.0.1:8080".parse().expect("literal");
+    let mut admin: SocketAddr = "127.0.0.1:9090".parse().expect("literal");
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match arg.as_str() {
+            "-h" | "--help" => return Ok((Command::Help, None)),
+            "-c" | "--config" => config = Some(value("--config")?.into()),
+            "--log-format" => log_format = Some(value("--log-format")?),
+            "--listen" => {
+                listen = value("--listen")?
+                    .parse()
+                    .map_err(|e| format!("--listen: {e}"))?
+            }
+            "--admin" => {
+                admin = value("--admin")?
+                    .parse()
+                    .map_err(|e| format!("--admin: {e}"))?
+            }
+            other => return Err(format!("unexpected argument {other:?}")),
+        }
+    }
+    if let Some(f) = &log_format {
+        if f != "json" && f != "text" {
+            return Err(format!("--log-format must be json or text, not {f:?}"));
+        }
+    }
+    let config = config.or_else(|| std::env::var_os("TOKENGATE_CONFIG").map(PathBuf::from));
+    let command = match sub.as_deref() {
+        Some("dev") => Command::Dev { listen, admin },
+        Some("check") => Command::Check {
+            config: config.ok_or("check needs --config FILE")?,
+        },
+        _ => Command::Run {
+            config: config.ok_or("no config: pass --config FILE or set TOKENGATE_CONFIG")?,
+        },
+    };
+    Ok((command, log_format))
+}
+
+fn init_logging(format: Option<&str>) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TOKENGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let json = match format {
+        Some(f) => f == "json",
+        None => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init();
+    } else {
+        builder.init();
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+async fn run(path: PathBuf, config: Config) -> ExitCode {
+    use tokio::signal::unix::{signal, SignalKind};
+    let running = match tokengate::start(config).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            eprintln!("tokengate: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    notify_systemd("READY=1");
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install SIGHUP handler");
+            return ExitCode::from(1);
+        }
+    };
+    let shutdown = tokengate::wait_for_shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = hup.recv() => {
+                notify_systemd("RELOADING=1");
+                match Config::load(&path).and_then(|c| running.reload(c).map_err(tokengate::config::ConfigError::from)) {
+                    Ok(()) => tracing::info!(config = %path.display(), "config reloaded"),
+                    Err(e) => tracing::error!(error = %e, "config reload refused; keeping the current config"),
+                }
+                notify_systemd("READY=1");
+            }
+        }
+    }
+    tracing::info!("shutting down: draining in-flight requests");
+    notify_systemd("STOPPING=1");
+    running.shutdown().await;
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+/// sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET, if systemd gave us one.
+fn notify_systemd(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let socket = match std::os::unix::net::UnixDatagram::unbound() {
+        Ok(s) => s,
+        Err(_) => return,
+    };
+    let _ = socket.send_to(state.as_bytes(), path);
+}

@@ -1,0 +1,283 @@
+//! What happens to one request, top to bottom:
+//!
+//! ```text
+//! load snapshot → normalize path → anonymous? ──yes──────────────────────────┐
+//!                                     │ no                                     │
+//!                 extract token → cache hit? → validate (keys; unknown kid →   │
+//!                 one bounded refresh) → authorize → /.auth/me? answer here    │
+//!                                     │                                        ▼
+//!                 rewrite headers (strip token + spoofed identity + hop-by-hop, set identity)
+//!                                     → forward (pooled, timeouts) → metrics, log
+//! ```
+//!
+//! Every refusal is a [`Rejection`], turned into a response by `respond` and counted and logged
+//! here, once. Nothing reaches the upstream unless the path normalized and either it is anonymous
+//! or the token validated and authorized.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::uri::{PathAndQuery, Uri};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
+use http_body_util::Either;
+use hyper::body::Incoming;
+
+use crate::authorize::{self, Access};
+use crate::extract;
+use crate::forward::Upstream;
+use crate::keys::KeyControl;
+use crate::metrics::Metrics;
+use crate::normalize;
+use crate::reject::Rejection;
+use crate::respond::{self, Body};
+use crate::rewrite::{self, RequestIds};
+use crate::snapshot::{Keys, Snapshot, SnapshotCell};
+use crate::validate::cache::{CachedIdentity, TokenCache};
+use crate::validate::validate;
+
+thread_local! {
+    /// Decoded payloads land here; the capacity is kept, so validation does not allocate.
+    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(48 * 1024));
+}
+
+/// The EasyAuth endpoint answered on the public listener.
+const AUTH_ME: &str = "/.auth/me";
+
+/// Shared state of the public listener.
+pub struct Proxy {
+    /// The hot state.
+    pub cell: Arc<SnapshotCell>,
+    /// Verified tokens.
+    pub cache: TokenCache,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Unknown-`kid` refreshes.
+    pub keys: Arc<KeyControl>,
+    upstream: Upstream,
+    request_ids: RequestIds,
+}
+
+impl Proxy {
+    /// Assembles the proxy around its shared state.
+    pub fn new(
+        cell: Arc<SnapshotCell>,
+        cache: TokenCache,
+        metrics: Arc<Metrics>,
+        keys: Arc<KeyControl>,
+        upstream: Upstream,
+    ) -> Proxy {
+        Proxy {
+            cell,
+            cache,
+            metrics,
+            keys,
+            upstream,
+            request_ids: RequestIds::new(),
+        }
+    }
+
+    /// Handles one request from `peer`. Never fails: every error is a response.
+    pub async fn handle(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let request_id = rewrite::request_id(req.headers_mut(), &self.request_ids);
+        let method = req.method().clone();
+        match self.process(req, peer).await {
+            Ok(resp) => resp,
+            Err(rejection) => {
+                self.metrics.denied(rejection);
+                tracing::info!(
+                    reason = rejection.label(),
+                    status = rejection.status().as_u16(),
+                    %method,
+                    %peer,
+                    request_id = request_id.to_str().unwrap_or(""),
+                    "request denied"
+                );
+                let mut resp = respond::rejection(rejection);
+                resp.headers_mut()
+                    .insert(rewrite::X_REQUEST_ID.clone(), request_id);
+                resp
+            }
+        }
+    }
+
+    async fn process(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Result<Response<Body>, Rejection> {
+        let mut snap = self.cell.load_full();
+
+        // Normalize: the path we authorize is the path the upstream gets.
+        let target = upstream_target(&snap, req.uri())?;
+        let path = target.path();
+        let method = req.method();
+
+        let identity = match authorize::access(&snap.config.auth, path, method) {
+            Access::Anonymous if !is_auth_me(path) => None,
+            _ => Some(
+                self.authenticate_with_refresh(&mut snap, req.headers(), path, method)
+                    .await?,
+            ),
+        };
+
+        if let Some(id) = &identity {
+            if is_auth_me(path) {
+                self.metrics.allowed();
+                return Ok(auth_me(method, id));
+            }
+        }
+        self.forward(&snap, req, target, identity.as_deref(), peer)
+            .await
+    }
+
+    /// Authenticates, and after an unknown `kid` waits once for a bounded key refresh, then
+    /// continues with the refreshed snapshot.
+    async fn authenticate_with_refresh(
+        &self,
+        snap: &mut Arc<Snapshot>,
+        headers: &HeaderMap,
+        path: &str,
+        method: &Method,
+    ) -> Result<Arc<CachedIdentity>, Rejection> {
+        match self.authenticate(snap, headers, path, method, unix_now()) {
+            Err(Rejection::UnknownKeyId) => {
+                let k = &snap.config.keys;
+                if !self
+                    .keys
+                    .unknown_kid(k.unknown_kid_cooldown, k.unknown_kid_wait)
+                    .await
+                {
+                    return Err(Rejection::UnknownKeyId);
+                }
+                *snap = self.cell.load_full();
+                self.authenticate(snap, headers, path, method, unix_now())
+            }
+            other => other,
+        }
+    }
+
+    /// Token → verified, authorized identity. Synchronous: it never waits on anything.
+    pub fn authenticate(
+        &self,
+        snap: &Snapshot,
+        headers: &HeaderMap,
+        path: &str,
+        method: &Method,
+        now: u64,
+    ) -> Result<Arc<CachedIdentity>, Rejection> {
+        let auth = &snap.config.auth;
+        let token = extract::bearer_token(headers, auth.max_token_size)?;
+        let keys = match &snap.keys {
+            Keys::Loaded(k) => k,
+            Keys::Pending => return Err(Rejection::NoSigningKeys),
+        };
+        let (hit, _) = self.cache.get(token, keys, now);
+        self.metrics.cache(hit.is_some());
+        if let Some(entry) = hit {
+            authorize::authorize(auth, &*entry, path, method)?;
+            return Ok(entry);
+        }
+        let entry = SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let verified = validate(token, &snap.policy(), keys, now, &mut scratch)?;
+            authorize::authorize(auth, &verified.claims, path, method)?;
+            CachedIdentity::new(token, &verified).map_err(|_| Rejection::MalformedToken)
+        })?;
+        let entry = Arc::new(entry);
+        let evicted = self.cache.insert(entry.clone(), now);
+        self.metrics.cache_evicted(evicted);
+        Ok(entry)
+    }
+
+    async fn forward(
+        &self,
+        snap: &Snapshot,
+        req: Request<Incoming>,
+        target: Uri,
+        identity: Option<&CachedIdentity>,
+        peer: SocketAddr,
+    ) -> Result<Response<Body>, Rejection> {
+        let up = &snap.config.upstream;
+        let (mut parts, body) = req.into_parts();
+        // The authority the client addressed: Host for HTTP/1.1, :authority for h2.
+        let client_host = parts
+            .headers
+            .get(http::header::HOST)
+            .cloned()
+            .or_else(|| parts.uri.authority().and_then(|a| a.as_str().parse().ok()));
+
+        let headers = &mut parts.headers;
+        rewrite::strip_hop_by_hop(headers);
+        rewrite::strip_credentials(headers);
+        if let Some(id) = identity {
+            rewrite::set_identity(headers, &id.headers);
+        }
+        rewrite::set_forwarded(
+            headers,
+            peer.ip(),
+            client_host.as_ref(),
+            up.trust_forwarded_headers,
+        );
+        headers.remove(http::header::HOST);
+        let host = if up.preserve_host { client_host } else { None };
+        let host = host.or_else(|| up.url.authority().and_then(|a| a.as_str().parse().ok()));
+        if let Some(h) = host {
+            headers.insert(http::header::HOST, h);
+        }
+        parts.uri = target;
+        parts.version = Version::HTTP_11;
+
+        let (mut resp, took) = self
+            .upstream
+            .send(Request::from_parts(parts, body), up.timeout)
+            .await?;
+        self.metrics.upstream(resp.status(), took.as_secs_f64());
+        match identity {
+            Some(_) => self.metrics.allowed(),
+            None => self.metrics.anonymous(),
+        }
+        rewrite::strip_hop_by_hop(resp.headers_mut());
+        tracing::debug!(
+            status = resp.status().as_u16(),
+            took_ms = took.as_millis() as u64,
+            "forwarded"
+        );
+        Ok(resp.map(Either::Left))
+    }
+}
+
+/// The upstream URI for a request: upstream scheme and authority, normalized path, query as sent.
+fn upstream_target(snap: &Snapshot, uri: &Uri) -> Result<Uri, Rejection> {
+    let path = normalize::normalize(uri.path()).map_err(|_| Rejection::InvalidPath)?;
+    let pq = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.into_owned(),
+    };
+    let pq = PathAndQuery::from_maybe_shared(pq).map_err(|_| Rejection::InvalidPath)?;
+    let base = &snap.config.upstream.url;
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = base.scheme().cloned();
+    parts.authority = base.authority().cloned();
+    parts.path_and_query = Some(pq);
+    Uri::from_parts(parts).map_err(|_| Rejection::InvalidPath)
+}
+
+fn is_auth_me(path: &str) -> bool {
+    path.eq_ignore_ascii_case(AUTH_ME)
+}
+
+fn auth_me(method: &Method, id: &CachedIdentity) -> Response<Body> {
+    if method != Method::GET && method != Method::HEAD {
+        return respond::text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+    }
+    respond::json(StatusCode::OK, id.principal.me_json())
+}
+
+/// Seconds since the Unix epoch (0 if the clock is before it, which fails every token closed).
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,115 @@
+//! The one place where a [`Rejection`] becomes an HTTP response.
+//!
+//! Bodies are small fixed JSON documents built from static labels: they never echo the token,
+//! the path or any other request input. 401s carry an RFC 6750 challenge: no `error` when no
+//! credentials were sent, `error="invalid_token"` with the reason otherwise; 403s carry
+//! `insufficient_scope`, 400s `invalid_request`.
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderValue, Response, StatusCode};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+
+use crate::reject::{ChallengeError, Rejection};
+
+/// Response bodies: streamed from the upstream, or generated here.
+pub type Body = Either<Incoming, Full<Bytes>>;
+
+const REALM: &str = "tokengate";
+
+/// The response for a refused request.
+pub fn rejection(r: Rejection) -> Response<Body> {
+    let status = r.status();
+    let code = match r.challenge() {
+        ChallengeError::None => match r {
+            Rejection::MissingToken => "unauthorized",
+            Rejection::NoSigningKeys => "temporarily_unavailable",
+            _ => "bad_gateway",
+        },
+        ChallengeError::InvalidRequest => "invalid_request",
+        ChallengeError::InvalidToken => "invalid_token",
+        ChallengeError::InsufficientScope => "insufficient_scope",
+    };
+    let body = format!(
+        "{{\"error\":\"{code}\",\"error_description\":\"{}\"}}\n",
+        r.label()
+    );
+    let mut resp = json(status, body);
+    let challenge = match (r.challenge(), status) {
+        (ChallengeError::None, StatusCode::UNAUTHORIZED) => {
+            Some(format!("Bearer realm=\"{REALM}\""))
+        }
+        (ChallengeError::None, _) => None,
+        (_, _) => Some(format!(
+            "Bearer realm=\"{REALM}\", error=\"{code}\", error_description=\"{}\"",
+            r.label()
+        )),
+    };
+    if let Some(c) = challenge {
+        resp.headers_mut().insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_str(&c).expect("static ASCII"),
+        );
+    }
+    if r == Rejection::NoSigningKeys {
+        resp.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("5"));
+    }
+    resp
+}
+
+/// A JSON response that no cache may keep (it is about one caller).
+pub fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut resp = Response::new(Either::Right(Full::new(body.into())));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// A plain-text response.
+pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut resp = Response::new(Either::Right(Full::new(Bytes::from_static(
+        body.as_bytes(),
+    ))));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges_follow_rfc_6750() {
+        let missing = rejection(Rejection::MissingToken);
+        assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            missing.headers()[WWW_AUTHENTICATE],
+            "Bearer realm=\"tokengate\""
+        );
+        let expired = rejection(Rejection::Expired);
+        assert_eq!(
+            expired.headers()[WWW_AUTHENTICATE],
+            "Bearer realm=\"tokengate\", error=\"invalid_token\", error_description=\"token_expired\""
+        );
+        let role = rejection(Rejection::MissingRole);
+        assert_eq!(role.status(), StatusCode::FORBIDDEN);
+        assert!(role.headers()[WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .contains("insufficient_scope"));
+        let keys = rejection(Rejection::NoSigningKeys);
+        assert_eq!(keys.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(keys.headers().contains_key(RETRY_AFTER));
+        assert!(!rejection(Rejection::UpstreamTimeout)
+            .headers()
+            .contains_key(WWW_AUTHENTICATE));
+    }
+}

@@ -1,0 +1,235 @@
+//! Header rewriting between the client and the upstream.
+//!
+//! # Contract
+//! On every forwarded request, authenticated or anonymous:
+//! - `Authorization` is removed: the token is a credential of the caller and never reaches the
+//!   upstream (nor any log);
+//! - every client-sent header named `X-MS-CLIENT-PRINCIPAL*` or `X-MS-TOKEN-*`, in any case, is
+//!   removed, so only we can set identity;
+//! - hop-by-hop headers (RFC 9110 §7.6.1: `Connection` and the fields it lists, `Keep-Alive`,
+//!   `Proxy-Connection`, `TE`, `Transfer-Encoding`, `Upgrade`, `Proxy-Authorization`) are removed;
+//! - `X-Forwarded-For` gets the peer address, `X-Forwarded-Proto` and `X-Forwarded-Host` are set
+//!   (kept from the client only when `upstream.trust_forwarded_headers`);
+//! - `X-Request-Id` is kept when the client sent a well-formed one, otherwise generated.
+//!
+//! Then, for authenticated requests only, EasyAuth's identity headers are added.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use http::header::{self, HeaderName};
+use http::{HeaderMap, HeaderValue};
+
+use crate::principal::{IdentityHeaders, IDP};
+
+/// `X-MS-CLIENT-PRINCIPAL`.
+pub static X_MS_CLIENT_PRINCIPAL: HeaderName = HeaderName::from_static("x-ms-client-principal");
+/// `X-MS-CLIENT-PRINCIPAL-ID`.
+pub static X_MS_CLIENT_PRINCIPAL_ID: HeaderName =
+    HeaderName::from_static("x-ms-client-principal-id");
+/// `X-MS-CLIENT-PRINCIPAL-NAME`.
+pub static X_MS_CLIENT_PRINCIPAL_NAME: HeaderName =
+    HeaderName::from_static("x-ms-client-principal-name");
+/// `X-MS-CLIENT-PRINCIPAL-IDP`.
+pub static X_MS_CLIENT_PRINCIPAL_IDP: HeaderName =
+    HeaderName::from_static("x-ms-client-principal-idp");
+/// `X-Request-Id`.
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+const HOP_BY_HOP: [&HeaderName; 8] = [
+    &header::CONNECTION,
+    &KEEP_ALIVE,
+    &PROXY_CONNECTION,
+    &header::TE,
+    &header::TRAILER,
+    &header::TRANSFER_ENCODING,
+    &header::UPGRADE,
+    &header::PROXY_AUTHORIZATION,
+];
+
+/// Removes hop-by-hop headers, including those named in `Connection`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Removes the token and any client-supplied identity header.
+pub fn strip_credentials(headers: &mut HeaderMap) {
+    headers.remove(header::AUTHORIZATION);
+    // Header names are stored lower-case, so a byte prefix test covers every spelling.
+    let is_identity = |n: &HeaderName| {
+        let s = n.as_str();
+        s.starts_with("x-ms-client-principal") || s.starts_with("x-ms-token-")
+    };
+    if !headers.keys().any(is_identity) {
+        return;
+    }
+    let spoofed: Vec<HeaderName> = headers.keys().filter(|n| is_identity(n)).cloned().collect();
+    for name in spoofed {
+        headers.remove(name);
+    }
+}
+
+/// Adds EasyAuth's identity headers.
+pub fn set_identity(headers: &mut HeaderMap, identity: &IdentityHeaders) {
+    headers.insert(X_MS_CLIENT_PRINCIPAL.clone(), identity.principal.clone());
+    if let Some(id) = &identity.id {
+        headers.insert(X_MS_CLIENT_PRINCIPAL_ID.clone(), id.clone());
+    }
+    if let Some(name) = &identity.name {
+        headers.insert(X_MS_CLIENT_PRINCIPAL_NAME.clone(), name.clone());
+    }
+    headers.insert(
+        X_MS_CLIENT_PRINCIPAL_IDP.clone(),
+        HeaderValue::from_static(IDP),
+    );
+}
+
+/// Sets `X-Forwarded-For/-Proto/-Host`. `host` is the authority the client addressed.
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    peer: IpAddr,
+    host: Option<&HeaderValue>,
+    trust: bool,
+) {
+    let peer_text = peer.to_string();
+    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prior) if trust && !prior.is_empty() => format!("{prior}, {peer_text}"),
+        _ => peer_text,
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(X_FORWARDED_FOR.clone(), v);
+    }
+    if !trust || !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    }
+    if !trust || !headers.contains_key(&X_FORWARDED_HOST) {
+        match host {
+            Some(h) => headers.insert(X_FORWARDED_HOST.clone(), h.clone()),
+            None => headers.remove(&X_FORWARDED_HOST),
+        };
+    }
+}
+
+/// Returns the client's `X-Request-Id` if well-formed (1–128 of `[A-Za-z0-9._-]`), else a new
+/// one; either way the header is set to it.
+pub fn request_id(headers: &mut HeaderMap, ids: &RequestIds) -> HeaderValue {
+    let kept = headers.get(&X_REQUEST_ID).filter(|v| {
+        let b = v.as_bytes();
+        !b.is_empty()
+            && b.len() <= 128
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+    });
+    let id = match kept {
+        Some(v) => v.clone(),
+        None => ids.next(),
+    };
+    headers.insert(X_REQUEST_ID.clone(), id.clone());
+    id
+}
+
+/// Generates unique request ids: a random per-process prefix and a counter.
+pub struct RequestIds {
+    prefix: u64,
+    counter: AtomicU64,
+}
+
+impl RequestIds {
+    /// A generator with a fresh random prefix.
+    pub fn new() -> RequestIds {
+        let mut bytes = [0u8; 8];
+        // A failing system RNG would be remarkable; a fixed prefix still yields unique ids.
+        let _ = aws_lc_rs::rand::fill(&mut bytes);
+        RequestIds {
+            prefix: u64::from_le_bytes(bytes),
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    fn next(&self) -> HeaderValue {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let text = format!("{:016x}{:016x}", self.prefix, n);
+        HeaderValue::from_str(&text).expect("hex is a valid header value")
+    }
+}
+
+impl Default for RequestIds {
+    fn default() -> Self {
+        RequestIds::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_headers_are_stripped_in_any_case() {
+        let mut h = HeaderMap::new();
+        for name in [
+            "X-MS-CLIENT-PRINCIPAL",
+            "x-ms-client-principal-id",
+            "X-Ms-Client-Principal-Name",
+            "x-ms-client-principal-idp",
+            "X-MS-CLIENT-PRINCIPALX",
+            "x-ms-token-aad-access-token",
+            "authorization",
+        ] {
+            h.insert(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_static("spoof"),
+            );
+        }
+        h.insert("x-ms-other", HeaderValue::from_static("keep"));
+        strip_credentials(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("x-ms-other"));
+    }
+
+    #[test]
+    fn connection_listed_headers_are_hop_by_hop() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(
+            h.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
+            vec!["x-keep"]
+        );
+    }
+
+    #[test]
+    fn request_ids_are_kept_when_well_formed() {
+        let ids = RequestIds::new();
+        let mut h = HeaderMap::new();
+        h.insert(&X_REQUEST_ID, HeaderValue::from_static("abc-123"));
+        assert_eq!(request_id(&mut h, &ids), "abc-123");
+        h.insert(&X_REQUEST_ID, HeaderValue::from_static("bad id\"x"));
+        let fresh = request_id(&mut h, &ids);
+        assert_eq!(fresh.len(), 32);
+        assert_eq!(h.get(&X_REQUEST_ID), Some(&fresh));
+    }
+}

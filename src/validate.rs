@@ -1,0 +1,441 @@
+//! Access-token validation: JWS compact parse, key by `kid`, signature, claims.
+//!
+//! # Contract
+//! A token is accepted only if all of these hold, checked in this order:
+//! 1. it is at most `auth.max_token_size` bytes (checked by `extract`, before any decoding);
+//! 2. it is exactly `header.payload.signature`, each part non-empty strict base64url (no padding,
+//!    no stray bits), header and payload JSON objects with no duplicate or trailing data;
+//! 3. the header's `alg` is in `auth.algorithms` (never `none` or HMAC: they cannot be configured),
+//!    it carries no `crit`, and a `kid` that names a key in the JWKS (no `jku`, `x5u` or embedded
+//!    `jwk` is ever read), and that key is pinned to this `alg`;
+//! 4. the signature verifies with that key;
+//! 5. `exp` is a number and not in the past, `nbf` (if present) a number and not in the future,
+//!    both with `auth.clock_skew`; `iss` is a string exactly equal to a configured issuer; `aud`
+//!    (string or array) holds a configured audience; `appid` and `azp` do not disagree.
+//!
+//! Nothing here allocates for a token without JSON string escapes (every Entra token): parts are
+//! decoded into stack buffers or the caller's reused scratch buffer, JSON is read with borrowed
+//! strings, and keys were parsed once when the JWKS was loaded. `tests/alloc.rs` proves it.
+
+pub mod cache;
+pub mod jwks;
+
+use std::borrow::Cow;
+use std::fmt;
+
+use aws_lc_rs::signature::{self, VerificationAlgorithm};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::reject::Rejection;
+pub use jwks::{KeyEntry, KeySet};
+
+/// Largest decoded JWS header we accept; Entra's are under 300 bytes.
+const MAX_HEADER: usize = 2048;
+/// Largest signature: RSA-8192.
+const MAX_SIGNATURE: usize = 1024;
+
+/// A JWS algorithm we can verify. `none` and HMAC are deliberately unrepresentable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    /// RSASSA-PKCS1-v1_5 with SHA-256 (what Entra ID signs with).
+    Rs256,
+    /// RSASSA-PKCS1-v1_5 with SHA-384.
+    Rs384,
+    /// RSASSA-PKCS1-v1_5 with SHA-512.
+    Rs512,
+    /// RSASSA-PSS with SHA-256.
+    Ps256,
+    /// ECDSA P-256 with SHA-256.
+    Es256,
+    /// ECDSA P-384 with SHA-384.
+    Es384,
+}
+
+impl Algorithm {
+    /// Every supported algorithm.
+    pub const ALL: [Algorithm; 6] = [
+        Algorithm::Rs256,
+        Algorithm::Rs384,
+        Algorithm::Rs512,
+        Algorithm::Ps256,
+        Algorithm::Es256,
+        Algorithm::Es384,
+    ];
+
+    /// Parses a JOSE `alg` name (case-sensitive, as RFC 7518 defines them).
+    pub fn from_name(name: &str) -> Option<Algorithm> {
+        Algorithm::ALL.into_iter().find(|a| a.name() == name)
+    }
+
+    /// The JOSE name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Algorithm::Rs256 => "RS256",
+            Algorithm::Rs384 => "RS384",
+            Algorithm::Rs512 => "RS512",
+            Algorithm::Ps256 => "PS256",
+            Algorithm::Es256 => "ES256",
+            Algorithm::Es384 => "ES384",
+        }
+    }
+
+    /// Whether this is an RSA algorithm (usable with a `kty: RSA` key).
+    pub const fn is_rsa(self) -> bool {
+        matches!(
+            self,
+            Algorithm::Rs256 | Algorithm::Rs384 | Algorithm::Rs512 | Algorithm::Ps256
+        )
+    }
+
+    /// aws-lc-rs parameters; ECDSA uses the fixed-width `r || s` form JWS specifies.
+    pub(crate) fn verification(self) -> &'static dyn VerificationAlgorithm {
+        match self {
+            Algorithm::Rs256 => &signature::RSA_PKCS1_2048_8192_SHA256,
+            Algorithm::Rs384 => &signature::RSA_PKCS1_2048_8192_SHA384,
+            Algorithm::Rs512 => &signature::RSA_PKCS1_2048_8192_SHA512,
+            Algorithm::Ps256 => &signature::RSA_PSS_2048_8192_SHA256,
+            Algorithm::Es256 => &signature::ECDSA_P256_SHA256_FIXED,
+            Algorithm::Es384 => &signature::ECDSA_P384_SHA384_FIXED,
+        }
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The parts of the auth policy validation needs, borrowed from the snapshot.
+#[derive(Debug, Clone, Copy)]
+pub struct ValidationPolicy<'p> {
+    /// Accepted `iss` values.
+    pub issuers: &'p [String],
+    /// Accepted `aud` values.
+    pub audiences: &'p [String],
+    /// Accepted algorithms.
+    pub algorithms: &'p [Algorithm],
+    /// Skew in whole seconds.
+    pub clock_skew_secs: u64,
+}
+
+/// A token that passed every check, with borrowed views into its verified payload.
+pub struct Verified<'s> {
+    /// The verified claims.
+    pub claims: Claims<'s>,
+    /// The decoded, verified payload JSON, for building the upstream identity headers.
+    pub payload: &'s [u8],
+    /// The key that verified it (the cache drops the entry when this key leaves the JWKS).
+    pub key: std::sync::Arc<KeyEntry>,
+    /// `exp`, in whole seconds since the epoch.
+    pub expires_at: u64,
+}
+
+/// The claims we check or authorize on. Strings borrow from the payload unless JSON-escaped.
+#[derive(Deserialize)]
+pub struct Claims<'a> {
+    #[serde(borrow, default)]
+    iss: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    aud: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    exp: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    nbf: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    appid: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    azp: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    oid: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    roles: Option<&'a RawValue>,
+}
+
+impl<'a> Claims<'a> {
+    /// The calling application: `appid` (v1) or `azp` (v2). Validation has already refused
+    /// tokens where both are present and differ.
+    pub fn application(&self) -> Option<&str> {
+        self.appid.as_deref().or(self.azp.as_deref())
+    }
+
+    /// The caller's object id.
+    pub fn object_id(&self) -> Option<&str> {
+        self.oid.as_deref()
+    }
+
+    /// The raw `roles` claim, already proven to be a string or an array of strings.
+    pub(crate) fn roles_raw(&self) -> Option<&RawValue> {
+        self.roles
+    }
+
+    /// Whether the `roles` claim (string or array) holds any of `wanted`.
+    pub fn has_any_role(&self, wanted: &[String]) -> bool {
+        match self.roles {
+            None => false,
+            Some(raw) => any_string(raw, |r| wanted.iter().any(|w| w == r)).unwrap_or(false),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Header<'a> {
+    #[serde(borrow)]
+    alg: Cow<'a, str>,
+    #[serde(borrow, default)]
+    kid: Option<Cow<'a, str>>,
+    #[serde(default)]
+    crit: Option<IgnoredAny>,
+}
+
+/// Validates `token` against `policy` and `keys` at time `now` (seconds since the epoch).
+///
+/// `scratch` receives the decoded payload; pass the same buffer every time and its capacity is
+/// reused, so steady state allocates nothing.
+pub fn validate<'s>(
+    token: &'s str,
+    policy: &ValidationPolicy<'_>,
+    keys: &KeySet,
+    now: u64,
+    scratch: &'s mut Vec<u8>,
+) -> Result<Verified<'s>, Rejection> {
+    let (signing_input, signature_b64) = token.rsplit_once('.').ok_or(Rejection::MalformedToken)?;
+    let (header_b64, payload_b64) = signing_input
+        .split_once('.')
+        .ok_or(Rejection::MalformedToken)?;
+    if header_b64.is_empty() || payload_b64.is_empty() || signature_b64.is_empty() {
+        return Err(Rejection::MalformedToken);
+    }
+
+    // Header: which key, which algorithm.
+    let mut header_buf = [0u8; MAX_HEADER];
+    let header_json = decode_part(header_b64, &mut header_buf)?;
+    let header: Header<'_> = parse_object(header_json)?;
+    let alg = Algorithm::from_name(&header.alg)
+        .filter(|a| policy.algorithms.contains(a))
+        .ok_or(Rejection::AlgorithmNotAllowed)?;
+    if header.crit.is_some() {
+        return Err(Rejection::UnsupportedCritical);
+    }
+    let kid = header.kid.ok_or(Rejection::MissingKeyId)?;
+    let key = keys.get(&kid).ok_or(Rejection::UnknownKeyId)?;
+    let verifier = key.verifier(alg).ok_or(Rejection::KeyAlgorithmMismatch)?;
+
+    // Signature over the exact bytes received, before anything in the payload is trusted.
+    let mut sig_buf = [0u8; MAX_SIGNATURE];
+    let sig = decode_part(signature_b64, &mut sig_buf)?;
+    verifier
+        .verify_sig(signing_input.as_bytes(), sig)
+        .map_err(|_| Rejection::InvalidSignature)?;
+
+    // Payload into the caller's scratch buffer.
+    let needed = base64_decoded_capacity(payload_b64.len());
+    scratch.clear();
+    scratch.resize(needed, 0);
+    let len = URL_SAFE_NO_PAD
+        .decode_slice(payload_b64.as_bytes(), scratch.as_mut_slice())
+        .map_err(|_| Rejection::MalformedToken)?;
+    scratch.truncate(len);
+    let payload: &'s [u8] = {
+        let shared: &'s Vec<u8> = scratch;
+        shared.as_slice()
+    };
+    let claims: Claims<'s> = parse_object(payload)?;
+
+    let expires_at = check_times(&claims, now, policy.clock_skew_secs)?;
+    match claims.iss.as_deref() {
+        Some(iss) if policy.issuers.iter().any(|i| i == iss) => {}
+        _ => return Err(Rejection::InvalidIssuer),
+    }
+    let aud_ok = claims
+        .aud
+        .map(|raw| any_string(raw, |a| policy.audiences.iter().any(|x| x == a)))
+        .transpose()
+        .map_err(|_| Rejection::MalformedToken)?
+        .unwrap_or(false);
+    if !aud_ok {
+        return Err(Rejection::InvalidAudience);
+    }
+    if let (Some(a), Some(b)) = (&claims.appid, &claims.azp) {
+        if a != b {
+            return Err(Rejection::AmbiguousApplication);
+        }
+    }
+    if let Some(raw) = claims.roles {
+        // A `roles` that is neither a string nor an array of strings is not something we can
+        // authorize on; refusing beats silently treating it as "no roles".
+        any_string(raw, |_| false).map_err(|_| Rejection::MalformedToken)?;
+    }
+    Ok(Verified {
+        claims,
+        payload,
+        key: key.clone(),
+        expires_at,
+    })
+}
+
+/// Checks `exp` and `nbf` and returns `exp` in whole seconds.
+fn check_times(claims: &Claims<'_>, now: u64, skew: u64) -> Result<u64, Rejection> {
+    let exp = claims
+        .exp
+        .and_then(numeric)
+        .ok_or(Rejection::MissingExpiry)?;
+    let now_f = now as f64;
+    let skew_f = skew as f64;
+    if now_f > exp + skew_f {
+        return Err(Rejection::Expired);
+    }
+    if let Some(raw) = claims.nbf {
+        let nbf = numeric(raw).ok_or(Rejection::MalformedToken)?;
+        if now_f + skew_f < nbf {
+            return Err(Rejection::NotYetValid);
+        }
+    }
+    // Saturating float-to-int: huge values clamp to u64::MAX, negatives to 0.
+    Ok(exp as u64)
+}
+
+/// A JSON number as `f64`; anything else (string, bool, …) is `None`.
+fn numeric(raw: &RawValue) -> Option<f64> {
+    let text = raw.get();
+    if !text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+        return None;
+    }
+    serde_json::from_str::<f64>(text)
+        .ok()
+        .filter(|v| v.is_finite())
+}
+
+/// Strict base64url into `buf`: refuses padding, non-alphabet bytes and non-zero trailing bits.
+fn decode_part<'b>(b64: &str, buf: &'b mut [u8]) -> Result<&'b [u8], Rejection> {
+    if base64_decoded_capacity(b64.len()) > buf.len() {
+        return Err(Rejection::MalformedToken);
+    }
+    let n = URL_SAFE_NO_PAD
+        .decode_slice(b64.as_bytes(), buf)
+        .map_err(|_| Rejection::MalformedToken)?;
+    Ok(&buf[..n])
+}
+
+fn base64_decoded_capacity(encoded_len: usize) -> usize {
+    encoded_len.div_ceil(4) * 3
+}
+
+/// Deserializes a JSON object (not an array serde could also map onto a struct).
+fn parse_object<'a, T: Deserialize<'a>>(json: &'a [u8]) -> Result<T, Rejection> {
+    if json.first() != Some(&b'{') {
+        return Err(Rejection::MalformedToken);
+    }
+    serde_json::from_slice(json).map_err(|_| Rejection::MalformedToken)
+}
+
+/// Calls `pred` on a JSON string, or on each string of a JSON array, without allocating, and
+/// tells whether it ever returned true. Anything other than strings is an error.
+pub(crate) fn any_string(raw: &RawValue, pred: impl FnMut(&str) -> bool) -> Result<bool, ()> {
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    let found = de.deserialize_any(AnyString(pred)).map_err(|_| ())?;
+    de.end().map_err(|_| ())?;
+    Ok(found)
+}
+
+struct AnyString<F>(F);
+
+impl<'de, F: FnMut(&str) -> bool> Visitor<'de> for AnyString<F> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string or an array of strings")
+    }
+
+    fn visit_str<E: de::Error>(mut self, v: &str) -> Result<bool, E> {
+        Ok((self.0)(v))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<bool, A::Error> {
+        let mut found = false;
+        while let Some(hit) = seq.next_element_seed(StringMatch(&mut self.0))? {
+            found |= hit;
+        }
+        Ok(found)
+    }
+}
+
+/// One array element: must be a string; answers whether it matched.
+struct StringMatch<'f, F>(&'f mut F);
+
+impl<'de, F: FnMut(&str) -> bool> DeserializeSeed<'de> for StringMatch<'_, F> {
+    type Value = bool;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de, F: FnMut(&str) -> bool> Visitor<'de> for StringMatch<'_, F> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
+        Ok((self.0)(v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(s: &str) -> Box<RawValue> {
+        RawValue::from_string(s.to_string()).unwrap()
+    }
+
+    #[test]
+    fn any_string_accepts_string_or_array_of_strings_only() {
+        assert_eq!(any_string(&raw(r#""a""#), |s| s == "a"), Ok(true));
+        assert_eq!(any_string(&raw(r#"["b","a"]"#), |s| s == "a"), Ok(true));
+        assert_eq!(any_string(&raw(r#"["b"]"#), |s| s == "a"), Ok(false));
+        assert_eq!(any_string(&raw(r#"[]"#), |s| s == "a"), Ok(false));
+        assert!(any_string(&raw("1"), |_| true).is_err());
+        assert!(any_string(&raw(r#"["a",1]"#), |_| true).is_err());
+        assert!(any_string(&raw(r#"{"a":1}"#), |_| true).is_err());
+        assert_eq!(any_string(&raw(r#""\u0061""#), |s| s == "a"), Ok(true));
+    }
+
+    #[test]
+    fn numeric_dates_must_be_numbers() {
+        assert_eq!(numeric(&raw("1700000000")), Some(1.7e9));
+        assert_eq!(numeric(&raw("1.5")), Some(1.5));
+        assert_eq!(numeric(&raw(r#""1700000000""#)), None);
+        assert_eq!(numeric(&raw("true")), None);
+        assert_eq!(numeric(&raw("null")), None);
+    }
+
+    #[test]
+    fn strict_base64url() {
+        let mut buf = [0u8; 16];
+        assert_eq!(decode_part("YQ", &mut buf).unwrap(), b"a");
+        assert!(decode_part("YQ==", &mut buf).is_err(), "padding");
+        assert!(
+            decode_part("YR", &mut buf).is_err(),
+            "non-zero trailing bits"
+        );
+        assert!(decode_part("Y+", &mut buf).is_err(), "standard alphabet");
+        assert!(decode_part("Y Q", &mut buf).is_err(), "whitespace");
+    }
+
+    #[test]
+    fn algorithm_names_round_trip_and_exclude_none_and_hmac() {
+        for a in Algorithm::ALL {
+            assert_eq!(Algorithm::from_name(a.name()), Some(a));
+        }
+        for bad in ["none", "HS256", "rs256", "EdDSA", ""] {
+            assert_eq!(Algorithm::from_name(bad), None);
+        }
+    }
+}

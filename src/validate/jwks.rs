@@ -1,0 +1,282 @@
+//! A JWKS turned into verification keys, each parsed once and pinned to its algorithms.
+//!
+//! # Contract
+//! - A key is usable only with algorithms that fit its type and curve (RSA → RS*/PS*, P-256 →
+//!   ES256, P-384 → ES384), narrowed to the JWK's `alg` when it names one, and to
+//!   `auth.algorithms`. `DecodingKey::from_jwk` ignores `alg`, `use` and the curve; we do not.
+//! - Keys marked `use` other than `sig`, or `key_ops` without `verify`, are skipped; so are keys
+//!   without a `kid` (we only ever select by `kid`), symmetric keys, and keys that fail to parse.
+//!   One bad key never discards the good ones; a set with no usable key is an error, so a garbage
+//!   answer from the IdP never replaces good keys.
+//! - A key whose material is unchanged across a refresh keeps its identity (`Arc`), so the
+//!   verified-token cache survives routine refreshes and drops entries only for keys that left.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use aws_lc_rs::signature::{ParsedPublicKey, RsaPublicKeyComponents};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
+
+use super::Algorithm;
+
+/// The keys currently trusted, by `kid`.
+#[derive(Default)]
+pub struct KeySet {
+    keys: HashMap<Box<str>, Arc<KeyEntry>>,
+}
+
+impl KeySet {
+    /// The key with this `kid`, if any.
+    pub fn get(&self, kid: &str) -> Option<&Arc<KeyEntry>> {
+        self.keys.get(kid)
+    }
+
+    /// Whether `entry` (by identity) is still in this set.
+    pub fn contains(&self, entry: &Arc<KeyEntry>) -> bool {
+        self.keys
+            .get(&*entry.kid)
+            .is_some_and(|k| Arc::ptr_eq(k, entry))
+    }
+
+    /// Number of usable keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether there are no keys.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The `kid`s, sorted, for logs.
+    pub fn kids(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.keys.keys().map(|k| &**k).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Parses a JWKS document. `allowed` narrows every key's algorithms; `previous` lends its
+    /// entries to keys whose material did not change. Returns the set and how many keys were
+    /// skipped as unusable.
+    pub fn from_jwks(
+        json: &[u8],
+        allowed: &[Algorithm],
+        previous: Option<&KeySet>,
+    ) -> Result<(KeySet, usize), JwksError> {
+        #[derive(serde::Deserialize)]
+        struct Doc {
+            keys: Vec<serde_json::Value>,
+        }
+        let doc: Doc = serde_json::from_slice(json).map_err(|e| JwksError(e.to_string()))?;
+        let mut keys = HashMap::new();
+        let mut skipped = 0;
+        for value in doc.keys {
+            let Some(entry) = KeyEntry::from_value(value, allowed) else {
+                skipped += 1;
+                continue;
+            };
+            if keys.contains_key(&entry.kid) {
+                // Two keys under one kid is ambiguous: trust neither.
+                keys.remove(&entry.kid);
+                skipped += 2;
+                continue;
+            }
+            let entry = match previous.and_then(|p| p.keys.get(&entry.kid)) {
+                Some(old) if old.material == entry.material && old.algs() == entry.algs() => {
+                    old.clone()
+                }
+                _ => Arc::new(entry),
+            };
+            keys.insert(entry.kid.clone(), entry);
+        }
+        if keys.is_empty() {
+            return Err(JwksError(format!(
+                "no usable signing key in JWKS ({skipped} skipped)"
+            )));
+        }
+        Ok((KeySet { keys }, skipped))
+    }
+}
+
+impl fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeySet")
+            .field("kids", &self.kids())
+            .finish()
+    }
+}
+
+/// A JWKS that could not be used.
+#[derive(Debug)]
+pub struct JwksError(pub String);
+
+impl fmt::Display for JwksError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for JwksError {}
+
+/// One trusted public key with a pre-parsed verifier per algorithm it may be used with.
+pub struct KeyEntry {
+    kid: Box<str>,
+    /// The public numbers (n‖e or x‖y), to recognise the same key across refreshes.
+    material: Vec<u8>,
+    verifiers: Vec<(Algorithm, ParsedPublicKey)>,
+}
+
+impl KeyEntry {
+    /// The verifier for `alg`, if this key is pinned to it.
+    pub fn verifier(&self, alg: Algorithm) -> Option<&ParsedPublicKey> {
+        self.verifiers
+            .iter()
+            .find(|(a, _)| *a == alg)
+            .map(|(_, k)| k)
+    }
+
+    /// The key id.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    fn algs(&self) -> Vec<Algorithm> {
+        self.verifiers.iter().map(|(a, _)| *a).collect()
+    }
+
+    fn from_value(value: serde_json::Value, allowed: &[Algorithm]) -> Option<KeyEntry> {
+        let jwk: Jwk = serde_json::from_value(value).ok()?;
+        let kid: Box<str> = jwk.common.key_id.clone()?.into();
+        if kid.is_empty() {
+            return None;
+        }
+        if let Some(u) = &jwk.common.public_key_use {
+            if *u != PublicKeyUse::Signature {
+                return None;
+            }
+        }
+        if let Some(ops) = &jwk.common.key_operations {
+            let verify = ops
+                .iter()
+                .any(|o| matches!(o, jsonwebtoken::jwk::KeyOperations::Verify));
+            if !verify {
+                return None;
+            }
+        }
+        let declared = match jwk.common.key_algorithm {
+            None => None,
+            Some(a) => Some(jwk_algorithm(a)?),
+        };
+        let (material, candidates): (Vec<u8>, Vec<Algorithm>) = match &jwk.algorithm {
+            AlgorithmParameters::RSA(rsa) => {
+                let n = URL_SAFE_NO_PAD.decode(&rsa.n).ok()?;
+                let e = URL_SAFE_NO_PAD.decode(&rsa.e).ok()?;
+                let mut m = n.clone();
+                m.extend_from_slice(&e);
+                let algs: Vec<Algorithm> =
+                    Algorithm::ALL.into_iter().filter(|a| a.is_rsa()).collect();
+                let verifiers = pinned(&algs, declared, allowed)
+                    .into_iter()
+                    .map(|alg| {
+                        let params = rsa_params(alg)?;
+                        let c = RsaPublicKeyComponents { n: &n, e: &e };
+                        c.to_parsed_public_key(params).ok().map(|k| (alg, k))
+                    })
+                    .collect::<Option<Vec<_>>>()?;
+                return finish(kid, m, verifiers);
+            }
+            AlgorithmParameters::EllipticCurve(ec) => {
+                let alg = match ec.curve {
+                    EllipticCurve::P256 => Algorithm::Es256,
+                    EllipticCurve::P384 => Algorithm::Es384,
+                    _ => return None,
+                };
+                let x = URL_SAFE_NO_PAD.decode(&ec.x).ok()?;
+                let y = URL_SAFE_NO_PAD.decode(&ec.y).ok()?;
+                let width = if alg == Algorithm::Es256 { 32 } else { 48 };
+                if x.len() != width || y.len() != width {
+                    return None;
+                }
+                let mut point = Vec::with_capacity(1 + 2 * width);
+                point.push(0x04);
+                point.extend_from_slice(&x);
+                point.extend_from_slice(&y);
+                (point, vec![alg])
+            }
+            _ => return None,
+        };
+        let verifiers = pinned(&candidates, declared, allowed)
+            .into_iter()
+            .map(|alg| {
+                ParsedPublicKey::new(alg.verification(), &material)
+                    .ok()
+                    .map(|k| (alg, k))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        finish(kid, material, verifiers)
+    }
+}
+
+impl fmt::Debug for KeyEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyEntry")
+            .field("kid", &self.kid)
+            .field("algs", &self.algs())
+            .finish()
+    }
+}
+
+fn finish(
+    kid: Box<str>,
+    material: Vec<u8>,
+    verifiers: Vec<(Algorithm, ParsedPublicKey)>,
+) -> Option<KeyEntry> {
+    if verifiers.is_empty() {
+        return None;
+    }
+    Some(KeyEntry {
+        kid,
+        material,
+        verifiers,
+    })
+}
+
+/// The algorithms a key may verify: fitting its type, its declared `alg`, and the config.
+fn pinned(
+    fits: &[Algorithm],
+    declared: Option<Algorithm>,
+    allowed: &[Algorithm],
+) -> Vec<Algorithm> {
+    fits.iter()
+        .copied()
+        .filter(|a| declared.is_none_or(|d| d == *a))
+        .filter(|a| allowed.contains(a))
+        .collect()
+}
+
+fn rsa_params(alg: Algorithm) -> Option<&'static aws_lc_rs::signature::RsaParameters> {
+    use aws_lc_rs::signature as s;
+    Some(match alg {
+        Algorithm::Rs256 => &s::RSA_PKCS1_2048_8192_SHA256,
+        Algorithm::Rs384 => &s::RSA_PKCS1_2048_8192_SHA384,
+        Algorithm::Rs512 => &s::RSA_PKCS1_2048_8192_SHA512,
+        Algorithm::Ps256 => &s::RSA_PSS_2048_8192_SHA256,
+        _ => return None,
+    })
+}
+
+/// A JWK `alg` we can pin to; anything else (HS*, RSA-OAEP, EdDSA, …) makes the key unusable.
+fn jwk_algorithm(a: KeyAlgorithm) -> Option<Algorithm> {
+    Some(match a {
+        KeyAlgorithm::RS256 => Algorithm::Rs256,
+        KeyAlgorithm::RS384 => Algorithm::Rs384,
+        KeyAlgorithm::RS512 => Algorithm::Rs512,
+        KeyAlgorithm::PS256 => Algorithm::Ps256,
+        KeyAlgorithm::ES256 => Algorithm::Es256,
+        KeyAlgorithm::ES384 => Algorithm::Es384,
+        _ => return None,
+    })
+}
