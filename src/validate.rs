@@ -138,7 +138,7 @@ pub struct Verified<'s> {
 /// The claims we check or authorize on. Strings borrow from the payload unless JSON-escaped.
 #[derive(Deserialize)]
 pub struct Claims<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_str")]
     iss: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     aud: Option<&'a RawValue>,
@@ -146,11 +146,11 @@ pub struct Claims<'a> {
     exp: Option<&'a RawValue>,
     #[serde(borrow, default)]
     nbf: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_str")]
     appid: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_str")]
     azp: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_str")]
     oid: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     roles: Option<&'a RawValue>,
@@ -186,10 +186,19 @@ impl<'a> Claims<'a> {
 struct Header<'a> {
     #[serde(borrow)]
     alg: Cow<'a, str>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_str")]
     kid: Option<Cow<'a, str>>,
     #[serde(default)]
     crit: Option<IgnoredAny>,
+}
+
+/// An optional string that borrows from the input unless it has JSON escapes. serde's derive
+/// borrows a `Cow<'a, str>` only when it is the field's whole type; inside an `Option` it always
+/// copies (serde-rs/serde#2016, closed as won't fix), which cost four allocations per token.
+fn borrowed_str<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'a, str>>, D::Error> {
+    #[derive(Deserialize)]
+    struct Borrowed<'a>(#[serde(borrow)] Cow<'a, str>);
+    Ok(Option::<Borrowed<'a>>::deserialize(d)?.map(|b| b.0))
 }
 
 /// Validates `token` against `policy` and `keys` at time `now` (seconds since the epoch).

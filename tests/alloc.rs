@@ -1,0 +1,378 @@
+//! Zero heap allocations on the validation path (issue 4, item 1).
+//!
+//! A counting global allocator counts every `alloc`, `alloc_zeroed` and `realloc` made by the
+//! *current thread* while a measurement is armed, so the test harness's other threads cannot
+//! disturb the count and the result is deterministic (no timing involved).
+//!
+//! What is measured, after one warm-up call of the same shape (first-use initialisation such as
+//! a thread-local scratch buffer is not per-request work):
+//! - a cache miss: `extract::bearer_token` + `validate::validate` (JWS parse, key lookup,
+//!   signature, claims) + `authorize::authorize` (allow-lists and rules), for RS256 and ES256,
+//!   v1 and v2 Entra-shaped tokens, each token never seen before;
+//! - a cache hit: `extract::bearer_token` + `TokenCache::get` + `authorize::authorize`;
+//! - the whole synchronous `Proxy::authenticate` on a hit (adds snapshot access and metrics).
+//!
+//! Not counted: aws-lc (the signature backend) is C and allocates through `malloc`, not through
+//! Rust's global allocator, so allocations inside `EVP_DigestVerify*` are invisible here. What
+//! this test proves is that *our* code and the Rust crates it calls allocate nothing.
+//!
+//! Set `TOKENGATE_ALLOC_TRACE=1` to print a backtrace for every counted allocation.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderValue, Method};
+use serde_json::Value;
+
+use tokengate::authorize;
+use tokengate::config::Config;
+use tokengate::dev::{DevIssuer, DEV_AUDIENCE, DEV_CALLER_APP, DEV_CALLER_OID};
+use tokengate::extract;
+use tokengate::keys::KeyControl;
+use tokengate::metrics::Metrics;
+use tokengate::pipeline::{unix_now, Proxy};
+use tokengate::snapshot::{Keys, Snapshot};
+use tokengate::validate::cache::{CachedIdentity, TokenCache};
+use tokengate::validate::{self, Algorithm, KeySet};
+
+// ---- The counting allocator. ----
+
+struct Counting;
+
+thread_local! {
+    // `const` initialisers and no destructors: reading these never allocates or registers a
+    // thread-local destructor, so they are safe to touch from inside the allocator.
+    static ARMED: Cell<bool> = const { Cell::new(false) };
+    static COUNT: Cell<usize> = const { Cell::new(0) };
+    static TRACING: Cell<bool> = const { Cell::new(false) };
+}
+
+static TRACE: AtomicBool = AtomicBool::new(false);
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn note(size: usize) {
+    let armed = ARMED.try_with(|a| a.get()).unwrap_or(false);
+    if !armed || TRACING.try_with(|t| t.get()).unwrap_or(true) {
+        return;
+    }
+    COUNT.with(|c| c.set(c.get() + 1));
+    if TRACE.load(Ordering::Relaxed) {
+        // The backtrace itself allocates; `TRACING` keeps those allocations out of the count.
+        TRACING.with(|t| t.set(true));
+        let bt = std::backtrace::Backtrace::force_capture();
+        eprintln!("counted allocation of {size} bytes at:\n{bt}");
+        TRACING.with(|t| t.set(false));
+    }
+}
+
+// SAFETY: every call is forwarded unchanged to `System`; counting touches only const-initialised
+// thread-locals without destructors.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note(layout.size());
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note(layout.size());
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note(new_size);
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+/// Runs `f` and returns its result and how many allocations this thread made meanwhile.
+fn allocations<R>(f: impl FnOnce() -> R) -> (R, usize) {
+    TRACE.store(
+        std::env::var_os("TOKENGATE_ALLOC_TRACE").is_some_and(|v| v != "0"),
+        Ordering::Relaxed,
+    );
+    COUNT.with(|c| c.set(0));
+    ARMED.with(|a| a.set(true));
+    let r = std::hint::black_box(f());
+    ARMED.with(|a| a.set(false));
+    (r, COUNT.with(|c| c.get()))
+}
+
+// ---- Fixtures: an Entra-shaped policy with allow-lists and rules. ----
+
+const PATH: &str = "/api/orders/42";
+
+struct Fixture {
+    issuer: DevIssuer,
+    snapshot: Arc<Snapshot>,
+    keys: Arc<KeySet>,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        tokengate::install_crypto_providers();
+        let issuer = DevIssuer::generate();
+        let config = Config::from_toml(&format!(
+            r#"
+[upstream]
+url = "http://127.0.0.1:1"
+[auth]
+jwks_uri = "http://127.0.0.1:1/keys"
+issuers = ["{v1}", "{v2}"]
+audiences = ["api://other", "{DEV_AUDIENCE}"]
+algorithms = ["RS256", "ES256"]
+allowed_applications = ["33333333-3333-4333-8333-333333333333", "{DEV_CALLER_APP}"]
+allowed_principals = ["44444444-4444-4444-8444-444444444444", "{DEV_CALLER_OID}"]
+excluded_paths = ["/public", "/healthz"]
+[[auth.rules]]
+path = "/admin"
+roles = ["App.Admin"]
+[[auth.rules]]
+path = "/api"
+methods = ["GET", "HEAD"]
+roles = ["App.Read", "App.Write"]
+[[auth.rules]]
+path = "/api/orders"
+roles = ["Orders.Read"]
+"#,
+            v1 = tokengate::dev::v1_issuer(&issuer.tenant),
+            v2 = tokengate::dev::v2_issuer(&issuer.tenant),
+        ))
+        .expect("config");
+        let jwks = issuer.jwks().to_string();
+        let (keys, skipped) =
+            KeySet::from_jwks(jwks.as_bytes(), &[Algorithm::Rs256, Algorithm::Es256], None)
+                .expect("jwks");
+        assert_eq!(skipped, 0);
+        let keys = Arc::new(keys);
+        let snapshot = Arc::new(Snapshot::new(Arc::new(config), Keys::Loaded(keys.clone())));
+        Fixture {
+            issuer,
+            snapshot,
+            keys,
+        }
+    }
+
+    /// A fresh token of the given shape; `n` makes it distinct from every other.
+    fn token(&self, alg: &str, version: u8, n: u64) -> String {
+        let roles = ["Orders.Read", "App.Read"];
+        let mut claims: Value = match version {
+            1 => self.issuer.v1_claims(&roles),
+            _ => self.issuer.v2_claims(&roles),
+        };
+        claims["uti"] = Value::from(format!("alloc-test-{n}"));
+        match alg {
+            "ES256" => self.issuer.es256(&claims),
+            _ => self.issuer.rs256(&claims),
+        }
+    }
+}
+
+fn bearer(token: &str) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(
+        http::header::AUTHORIZATION,
+        HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
+    );
+    h.insert(http::header::HOST, HeaderValue::from_static("api.example"));
+    h
+}
+
+/// The miss path: extract → validate → authorize, exactly as `Proxy::authenticate` runs it.
+fn validate_and_authorize(
+    fx: &Fixture,
+    headers: &HeaderMap,
+    scratch: &mut Vec<u8>,
+    now: u64,
+) -> Result<u64, tokengate::reject::Rejection> {
+    let auth = &fx.snapshot.config.auth;
+    let token = extract::bearer_token(headers, auth.max_token_size)?;
+    let verified = validate::validate(token, &fx.snapshot.policy(), &fx.keys, now, scratch)?;
+    authorize::authorize(auth, &verified.claims, PATH, &Method::GET)?;
+    Ok(verified.expires_at)
+}
+
+fn assert_miss_allocates_nothing(alg: &str, version: u8) {
+    let fx = Fixture::new();
+    let mut scratch = Vec::with_capacity(48 * 1024);
+    let now = unix_now();
+    // Warm-up with one token, then measure with another the process has never seen.
+    let warm = bearer(&fx.token(alg, version, 0));
+    validate_and_authorize(&fx, &warm, &mut scratch, now).expect("warm-up token is valid");
+    let fresh = bearer(&fx.token(alg, version, 1));
+    let (result, n) = allocations(|| validate_and_authorize(&fx, &fresh, &mut scratch, now));
+    assert!(result.is_ok(), "{alg} v{version}: {result:?}");
+    assert_eq!(
+        n, 0,
+        "{alg} v{version} miss: {n} heap allocations in extract+validate+authorize \
+         (rerun with TOKENGATE_ALLOC_TRACE=1 -- --nocapture for backtraces)"
+    );
+}
+
+#[test]
+fn miss_rs256_v2_allocates_nothing() {
+    assert_miss_allocates_nothing("RS256", 2);
+}
+
+#[test]
+fn miss_rs256_v1_allocates_nothing() {
+    assert_miss_allocates_nothing("RS256", 1);
+}
+
+#[test]
+fn miss_es256_v2_allocates_nothing() {
+    assert_miss_allocates_nothing("ES256", 2);
+}
+
+#[test]
+fn miss_es256_v1_allocates_nothing() {
+    assert_miss_allocates_nothing("ES256", 1);
+}
+
+/// Refusals are on the hot path too (an attacker chooses them): a wrong audience, a role a rule
+/// needs but the token lacks, and a bad signature must not allocate either.
+#[test]
+fn refusals_allocate_nothing() {
+    let fx = Fixture::new();
+    let mut scratch = Vec::with_capacity(48 * 1024);
+    let now = unix_now();
+    let ok = fx.token("RS256", 2, 0);
+    validate_and_authorize(&fx, &bearer(&ok), &mut scratch, now).expect("valid");
+
+    let mut claims = fx.issuer.v2_claims(&["App.Read"]);
+    claims["aud"] = Value::from("api://someone-else");
+    let wrong_aud = bearer(&fx.issuer.rs256(&claims));
+    let no_role = bearer(&fx.issuer.rs256(&fx.issuer.v2_claims(&["App.Read"])));
+    let mut forged = ok.clone();
+    let last = forged.pop().expect("non-empty");
+    forged.push(if last == 'A' { 'Q' } else { 'A' });
+    let forged = bearer(&forged);
+
+    let (r, n) = allocations(|| validate_and_authorize(&fx, &wrong_aud, &mut scratch, now));
+    assert_eq!(r, Err(tokengate::reject::Rejection::InvalidAudience));
+    assert_eq!(n, 0, "wrong audience: {n} allocations");
+
+    let (r, n) = allocations(|| validate_and_authorize(&fx, &no_role, &mut scratch, now));
+    assert_eq!(r, Err(tokengate::reject::Rejection::MissingRole));
+    assert_eq!(n, 0, "missing role: {n} allocations");
+
+    let (r, n) = allocations(|| validate_and_authorize(&fx, &forged, &mut scratch, now));
+    assert!(
+        matches!(
+            r,
+            Err(tokengate::reject::Rejection::InvalidSignature
+                | tokengate::reject::Rejection::MalformedToken)
+        ),
+        "{r:?}"
+    );
+    assert_eq!(n, 0, "forged signature: {n} allocations");
+}
+
+#[test]
+fn hit_allocates_nothing() {
+    let fx = Fixture::new();
+    let auth = &fx.snapshot.config.auth;
+    let cache = TokenCache::new(1000, 1 << 20);
+    let now = unix_now();
+    let mut scratch = Vec::with_capacity(48 * 1024);
+    let mut headers = Vec::new();
+    for (i, (alg, v)) in [("RS256", 1), ("RS256", 2), ("ES256", 1), ("ES256", 2)]
+        .into_iter()
+        .enumerate()
+    {
+        let token = fx.token(alg, v, i as u64);
+        let verified =
+            validate::validate(&token, &fx.snapshot.policy(), &fx.keys, now, &mut scratch)
+                .expect("valid");
+        let entry = CachedIdentity::new(&token, &verified).expect("entry");
+        cache.insert(Arc::new(entry), now);
+        headers.push((alg, v, bearer(&token)));
+    }
+    let hit = |h: &HeaderMap| -> Result<(), tokengate::reject::Rejection> {
+        let token = extract::bearer_token(h, auth.max_token_size)?;
+        let (entry, _) = cache.get(token, &fx.keys, now);
+        let entry = entry.expect("cached");
+        authorize::authorize(auth, &*entry, PATH, &Method::GET)
+    };
+    // Warm-up.
+    hit(&headers[0].2).expect("authorized");
+    for (alg, v, h) in &headers {
+        let (r, n) = allocations(|| hit(h));
+        assert_eq!(r, Ok(()), "{alg} v{v}");
+        assert_eq!(
+            n, 0,
+            "{alg} v{v} hit: {n} heap allocations in extract+cache+authorize"
+        );
+    }
+}
+
+/// The synchronous part of the real pipeline: snapshot, metrics, extract, cache, authorize.
+#[test]
+fn proxy_authenticate_hit_allocates_nothing() {
+    let fx = Fixture::new();
+    let cell = Arc::new(arc_swap::ArcSwap::new(fx.snapshot.clone()));
+    let proxy = Proxy::new(
+        cell,
+        TokenCache::new(1000, 1 << 20),
+        Arc::new(Metrics::new()),
+        Arc::new(KeyControl::new()),
+        tokengate::forward::Upstream::new(&fx.snapshot.config.upstream),
+    );
+    let now = unix_now();
+    let headers = bearer(&fx.token("RS256", 2, 7));
+    let snap = proxy.cell.load_full();
+    // First call: a miss that verifies and fills the cache (and the thread's scratch buffer).
+    let (first, miss_allocs) =
+        allocations(|| proxy.authenticate(&snap, &headers, PATH, &Method::GET, now));
+    first.expect("valid");
+    // The miss allocates only to build the cache entry (principal, pre-encoded headers, the
+    // entry's Arc) and, on this thread's first request, the scratch buffer; printed for the record.
+    eprintln!("Proxy::authenticate, first miss on this thread: {miss_allocs} allocations");
+    let (second, n) = allocations(|| proxy.authenticate(&snap, &headers, PATH, &Method::GET, now));
+    second.expect("valid");
+    assert_eq!(n, 0, "Proxy::authenticate hit: {n} heap allocations");
+    let other = bearer(&fx.token("ES256", 1, 8));
+    let (third, miss_allocs) =
+        allocations(|| proxy.authenticate(&snap, &other, PATH, &Method::GET, now));
+    third.expect("valid");
+    eprintln!("Proxy::authenticate, warm miss (builds a cache entry): {miss_allocs} allocations");
+}
+
+/// The borrowing is an optimisation only: JSON-escaped strings (legal, if never seen from Entra)
+/// still validate, unescaped, through the allocating path.
+#[test]
+fn escaped_strings_still_validate() {
+    let fx = Fixture::new();
+    let kid = "rsa\"1";
+    let jwks = serde_json::json!({ "keys": [fx.issuer.rsa.jwk(kid, None)] }).to_string();
+    let (keys, _) = KeySet::from_jwks(jwks.as_bytes(), &[Algorithm::Rs256], None).expect("jwks");
+    let mut claims = fx.issuer.v2_claims(&["App.Read"]);
+    claims["oid"] = Value::from("o\"id\\x");
+    let token = fx.issuer.rsa.sign(
+        "RS256",
+        &serde_json::json!({"alg": "RS256", "kid": kid}),
+        &claims,
+    );
+    let mut scratch = Vec::new();
+    let verified = validate::validate(
+        &token,
+        &fx.snapshot.policy(),
+        &keys,
+        unix_now(),
+        &mut scratch,
+    )
+    .expect("escaped kid and oid validate");
+    assert_eq!(verified.claims.object_id(), Some("o\"id\\x"));
+    assert_eq!(verified.claims.application(), Some(DEV_CALLER_APP));
+}
