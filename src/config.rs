@@ -582,7 +582,7 @@ impl FileConfig {
     fn check(self) -> Result<Config, ConfigError> {
         let listen = parse_addr("listen.address", &self.listen.address)?;
         let admin = parse_addr("admin.address", &self.admin.address)?;
-        if listen == admin {
+        if listen == admin && listen.port() != 0 {
             return Err(ConfigError::new(
                 "admin.address must differ from listen.address: admin endpoints are never served \
                  on the public listener",

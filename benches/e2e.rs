@@ -1,0 +1,2 @@
+//! Placeholder until the e2e bench lands.
+fn main() {}

@@ -1,0 +1,2 @@
+//! Placeholder until the normalize bench lands.
+fn main() {}

@@ -1,0 +1,2 @@
+//! Placeholder until the rewrite bench lands.
+fn main() {}

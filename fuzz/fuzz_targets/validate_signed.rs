@@ -1,0 +1,5 @@
+//! See `tokengate_fuzz::validate_signed` (fuzz/src/lib.rs) for what this target feeds and asserts.
+
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| tokengate_fuzz::validate_signed(data));

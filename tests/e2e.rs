@@ -1,0 +1,21 @@
+//! End-to-end tests: real servers on loopback (discovery/JWKS, a recording upstream, the proxy),
+//! real signed tokens, and the real binary where behaviour crosses processes.
+//! One test binary with submodules, so it links once.
+
+#[path = "e2e/support.rs"]
+mod support;
+
+#[path = "e2e/authn.rs"]
+mod authn;
+#[path = "e2e/authz.rs"]
+mod authz;
+#[path = "e2e/binary.rs"]
+mod binary;
+#[path = "e2e/headers.rs"]
+mod headers;
+#[path = "e2e/keys.rs"]
+mod keys;
+#[path = "e2e/paths.rs"]
+mod paths;
+#[path = "e2e/upstream.rs"]
+mod upstream;

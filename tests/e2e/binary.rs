@@ -1,0 +1,365 @@
+//! The real binary, for what crosses process boundaries: CLI and exit codes, config errors,
+//! signals (graceful drain, reload), `tokengate dev`, environment overrides.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use http::Request;
+use http_body_util::Full;
+use serde_json::Value;
+
+use crate::support::{client, config_text, Harness, Reply};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tokengate");
+
+struct Proc {
+    child: Child,
+    public: SocketAddr,
+    admin: SocketAddr,
+    logs: std::sync::mpsc::Receiver<String>,
+}
+
+impl Proc {
+    /// Starts `tokengate --config path` and waits for its "listening" log line.
+    fn start(path: &std::path::Path, env: &[(&str, &str)]) -> Proc {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["--config", path.to_str().unwrap(), "--log-format", "json"])
+            .env("TOKENGATE_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) else {
+                continue;
+            };
+            let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if v["message"] == "tokengate listening" {
+                let public = v["public_addr"].as_str().unwrap().parse().unwrap();
+                let admin = v["admin_addr"].as_str().unwrap().parse().unwrap();
+                return Proc {
+                    child,
+                    public,
+                    admin,
+                    logs: rx,
+                };
+            }
+        }
+        let _ = child.kill();
+        panic!("tokengate did not start");
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// Waits for a log line containing `needle`.
+    fn wait_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(line) = self.logs.recv_timeout(Duration::from_millis(100)) {
+                if line.contains(needle) {
+                    return line;
+                }
+            }
+        }
+        panic!("no log line containing {needle:?}");
+    }
+
+    async fn wait_ready(&self) {
+        for _ in 0..200 {
+            let req = Request::get(format!("http://{}/readyz", self.admin))
+                .body(Full::default())
+                .unwrap();
+            if let Ok(r) = client().request(req).await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("binary never became ready");
+    }
+
+    async fn get(&self, path: &str, token: &str) -> Reply {
+        let req = Request::get(format!("http://{}{path}", self.public))
+            .header("authorization", format!("Bearer {token}"))
+            .body(Full::default())
+            .unwrap();
+        Reply::read(client().request(req).await.unwrap()).await
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write_config(text: &str) -> tempfile_like::TempPath {
+    let path = tempfile_like::TempPath::new("toml");
+    std::fs::File::create(&path.0)
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    path
+}
+
+/// A unique file under the target dir, removed on drop (no tempfile crate needed).
+mod tempfile_like {
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    pub struct TempPath(pub PathBuf);
+
+    impl TempPath {
+        pub fn new(ext: &str) -> TempPath {
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let dir = std::env::temp_dir();
+            let n = N.fetch_add(1, Ordering::SeqCst);
+            TempPath(dir.join(format!("tokengate-test-{}-{n}.{ext}", std::process::id())))
+        }
+    }
+
+    impl std::ops::Deref for TempPath {
+        type Target = std::path::Path;
+        fn deref(&self) -> &std::path::Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempPath {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+#[test]
+fn bad_configs_exit_64_naming_the_problem() {
+    let cases = [
+        (
+            "[upstream]\nurl = \"http://127.0.0.1:1\"\nbogus = 1\n",
+            "bogus",
+        ),
+        ("[upstream]\nurl = \"http://127.0.0.1:1\"\n", "auth"),
+        ("not toml at all = = =", "line 1"),
+    ];
+    for (text, needle) in cases {
+        let path = write_config(text);
+        let out = Command::new(BIN)
+            .args(["--config", path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(64), "{text}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{needle:?} not in {err}");
+    }
+    let missing = Command::new(BIN)
+        .args(["--config", "/nonexistent/proxy.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(64));
+    let usage = Command::new(BIN).arg("--frobnicate").output().unwrap();
+    assert_eq!(usage.status.code(), Some(64));
+    let none = Command::new(BIN)
+        .env_remove("TOKENGATE_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(none.status.code(), Some(64));
+}
+
+#[test]
+fn check_validates_like_nginx_t() {
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new(BIN)
+        .args(["check", "--config", &format!("{repo}/proxy.toml")])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("OK") && text.contains("audiences"), "{text}");
+    let bad = write_config("[upstream]\nurl = \"ftp://x\"\n[auth]\njwks_uri=\"http://x/k\"\nissuers=[\"i\"]\naudiences=[\"a\"]\n");
+    let out = Command::new(BIN)
+        .args(["check", "--config", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("upstream.url"));
+}
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_requests_and_exits_0() {
+    let h = Harness::unstarted().await;
+    let path = write_config(&config_text(&h.idp, &h.upstream, "", ""));
+    let mut p = Proc::start(&path, &[]);
+    p.wait_ready().await;
+    let token = h.token(&[]);
+    let public = p.public;
+    let in_flight = tokio::spawn({
+        let token = token.clone();
+        async move {
+            let req = Request::get(format!("http://{public}/__sleep/1000"))
+                .header("authorization", format!("Bearer {token}"))
+                .body(Full::default())
+                .unwrap();
+            Reply::read(client().request(req).await.unwrap()).await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    p.signal("-TERM");
+    let reply = in_flight.await.unwrap();
+    assert_eq!(
+        reply.status,
+        200,
+        "in-flight request cut off: {}",
+        reply.text()
+    );
+    let status = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(s) = p.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(status.code(), Some(0));
+    // New connections are refused once it has stopped.
+    assert!(tokio::net::TcpStream::connect(public).await.is_err());
+}
+
+#[tokio::test]
+async fn sighup_reloads_a_valid_config_and_keeps_the_old_on_error() {
+    let h = Harness::unstarted().await;
+    let base = config_text(&h.idp, &h.upstream, "", "");
+    let path = write_config(&base);
+    let p = Proc::start(&path, &[]);
+    p.wait_ready().await;
+    let token = h.token(&[]);
+    assert_eq!(p.get("/api", &token).await.status, 200);
+    // New rule: /api needs App.Admin.
+    let stricter = format!("{base}\n").replace(
+        "[[auth.rules]]\npath = \"/admin\"",
+        "[[auth.rules]]\npath = \"/api\"\nroles = [\"App.Admin\"]\n[[auth.rules]]\npath = \"/admin\"",
+    );
+    std::fs::write(&*path, &stricter).unwrap();
+    p.signal("-HUP");
+    p.wait_log("config reloaded");
+    p.get("/api", &token)
+        .await
+        .assert_refused(403, "missing_role");
+    // A broken file is refused and the last good config stays.
+    std::fs::write(&*path, "this is = not [valid").unwrap();
+    p.signal("-HUP");
+    let line = p.wait_log("config reload refused");
+    assert!(line.contains("ERROR"), "{line}");
+    p.get("/api", &token)
+        .await
+        .assert_refused(403, "missing_role");
+}
+
+#[tokio::test]
+async fn environment_overrides_config_keys() {
+    let h = Harness::unstarted().await;
+    // The file points at a dead upstream; the environment fixes it.
+    let text =
+        config_text(&h.idp, &h.upstream, "", "").replace(&h.upstream.url(), "http://127.0.0.1:9");
+    let path = write_config(&text);
+    let up = h.upstream.url();
+    let p = Proc::start(&path, &[("TOKENGATE_UPSTREAM__URL", up.as_str())]);
+    p.wait_ready().await;
+    assert_eq!(p.get("/api", &h.token(&[])).await.status, 200);
+    assert_eq!(h.upstream.count(), 1);
+}
+
+#[tokio::test]
+async fn denials_are_logged_once_with_their_reason_and_never_the_token() {
+    let h = Harness::unstarted().await;
+    let path = write_config(&config_text(&h.idp, &h.upstream, "", ""));
+    let p = Proc::start(&path, &[]);
+    p.wait_ready().await;
+    let mut claims = h.issuer.v2_claims(&[]);
+    claims["exp"] = serde_json::json!(1);
+    let expired = h.issuer.rs256(&claims);
+    p.get("/api", &expired)
+        .await
+        .assert_refused(401, "token_expired");
+    let line = p.wait_log("request denied");
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["reason"], "token_expired");
+    assert_eq!(v["level"], "INFO");
+    assert!(v["request_id"].as_str().is_some_and(|s| !s.is_empty()));
+    let (_, sig) = expired.rsplit_once('.').unwrap();
+    assert!(
+        !line.contains(sig) && !line.contains("eyJ"),
+        "token in log: {line}"
+    );
+}
+
+#[tokio::test]
+async fn dev_command_prints_a_working_curl_line() {
+    let mut child = Command::new(BIN)
+        .args(["dev", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .env("TOKENGATE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.starts_with("curl -s -H 'Authorization: Bearer "))
+            .expect("a curl line")
+    })
+    .await
+    .unwrap();
+    let token = line
+        .split("Bearer ")
+        .nth(1)
+        .unwrap()
+        .split('\'')
+        .next()
+        .unwrap();
+    let url = line.rsplit(' ').next().unwrap();
+    let req = Request::get(url)
+        .header("authorization", format!("Bearer {token}"))
+        .body(Full::default())
+        .unwrap();
+    let reply = Reply::read(client().request(req).await.unwrap()).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let echo = reply.json();
+    assert!(echo["headers"]["x-ms-client-principal"].is_string());
+    assert!(echo["headers"].get("authorization").is_none());
+}
