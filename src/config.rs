@@ -155,6 +155,12 @@ pub struct LimitsConfig {
     pub max_header_bytes: usize,
     /// Most simultaneous client connections; further ones wait in the accept queue.
     pub max_connections: usize,
+    /// Most request header fields (HTTP/1.1).
+    pub max_headers: usize,
+    /// Largest request body forwarded; `None` means no limit.
+    pub max_body_bytes: Option<u64>,
+    /// A connection with no bytes moving for this long is closed (after any in-flight request).
+    pub idle_timeout: Duration,
 }
 
 /// A config that could not be loaded, with the message shown to the operator.
@@ -511,6 +517,15 @@ struct LimitsFile {
     /// Default 10000.
     #[serde(default = "default_connections")]
     max_connections: usize,
+    /// Default 100.
+    #[serde(default = "default_max_headers")]
+    max_headers: usize,
+    /// Default 0 (no limit).
+    #[serde(default)]
+    max_body_bytes: u64,
+    /// Default `60s`.
+    #[serde(default = "secs::<60>")]
+    idle_timeout: Dur,
 }
 
 impl Default for LimitsFile {
@@ -521,6 +536,9 @@ impl Default for LimitsFile {
             max_concurrent_streams: default_streams(),
             max_header_bytes: default_header_bytes(),
             max_connections: default_connections(),
+            max_headers: default_max_headers(),
+            max_body_bytes: 0,
+            idle_timeout: secs::<60>(),
         }
     }
 }
@@ -535,6 +553,10 @@ fn default_header_bytes() -> usize {
 
 fn default_connections() -> usize {
     10_000
+}
+
+fn default_max_headers() -> usize {
+    100
 }
 
 fn yes() -> bool {
@@ -614,6 +636,11 @@ impl FileConfig {
                 "limits.max_connections and limits.max_concurrent_streams must be > 0",
             ));
         }
+        if l.max_headers == 0 || l.idle_timeout.0.is_zero() {
+            return Err(ConfigError::new(
+                "limits.max_headers and limits.idle_timeout must be > 0",
+            ));
+        }
         if l.max_header_bytes < 8192 {
             return Err(ConfigError::new(
                 "limits.max_header_bytes must be at least 8192",
@@ -635,6 +662,9 @@ impl FileConfig {
                 max_concurrent_streams: l.max_concurrent_streams,
                 max_header_bytes: l.max_header_bytes,
                 max_connections: l.max_connections,
+                max_headers: l.max_headers,
+                max_body_bytes: (l.max_body_bytes > 0).then_some(l.max_body_bytes),
+                idle_timeout: l.idle_timeout.0,
             },
         })
     }

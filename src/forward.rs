@@ -10,6 +10,7 @@
 use std::time::{Duration, Instant};
 
 use http::{Request, Response};
+use http_body_util::{Either, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnectorBuilder;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -41,9 +42,12 @@ pub fn https_connector(connect_timeout: Duration) -> HttpsConnector {
     builder.https_or_http().enable_http1().wrap_connector(http)
 }
 
+/// A request body on its way upstream: as received, or capped at `limits.max_body_bytes`.
+pub type UpstreamBody = Either<Incoming, Limited<Incoming>>;
+
 /// The upstream client.
 pub struct Upstream {
-    client: Client<HttpsConnector, Incoming>,
+    client: Client<HttpsConnector, UpstreamBody>,
 }
 
 impl Upstream {
@@ -61,17 +65,32 @@ impl Upstream {
     /// Returns the response and the time the head took.
     pub async fn send(
         &self,
-        req: Request<Incoming>,
+        req: Request<UpstreamBody>,
         timeout: Duration,
     ) -> Result<(Response<Incoming>, Duration), Rejection> {
         let started = Instant::now();
         match tokio::time::timeout(timeout, self.client.request(req)).await {
             Ok(Ok(resp)) => Ok((resp, started.elapsed())),
             Ok(Err(error)) => {
+                if caused_by_body_limit(&error) {
+                    return Err(Rejection::BodyTooLarge);
+                }
                 tracing::warn!(%error, "upstream request failed");
                 Err(Rejection::UpstreamUnavailable)
             }
             Err(_) => Err(Rejection::UpstreamTimeout),
         }
     }
+}
+
+/// Whether a client error was our own body cap cutting the upload short.
+fn caused_by_body_limit(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if e.is::<LengthLimitError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }

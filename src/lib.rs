@@ -27,6 +27,7 @@ pub mod config;
 pub mod dev;
 pub mod extract;
 pub mod forward;
+pub mod guard;
 pub mod keys;
 pub mod listener;
 pub mod metrics;
@@ -108,9 +109,9 @@ pub async fn start(config: Config) -> io::Result<Running> {
     let public_server = tokio::spawn(listener::serve(
         public,
         limits.clone(),
-        move |req, peer| {
+        move |req, conn| {
             let proxy = proxy.clone();
-            async move { proxy.handle(req, peer).await }
+            async move { proxy.handle(req, conn).await }
         },
         rx.clone(),
     ));
@@ -118,7 +119,7 @@ pub async fn start(config: Config) -> io::Result<Running> {
     let admin_server = tokio::spawn(listener::serve(
         admin,
         limits,
-        move |req, _peer| {
+        move |req, _conn| {
             let resp = admin::handle(&req, &admin_cell, &metrics);
             async move { resp }
         },

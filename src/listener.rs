@@ -1,10 +1,13 @@
-//! Accepting connections: HTTP/1.1 and h2c (prior knowledge) on one port, with limits, and the
-//! server-wide graceful shutdown.
+//! Accepting connections: HTTP/1.1 and h2c (prior knowledge) on one port, with limits, idle
+//! timeout and a server-wide graceful shutdown.
 //!
 //! # Contract
-//! - Header read timeout (slowloris), header size cap and HTTP/2 stream/header-list limits are
-//!   set on every connection; at most `limits.max_connections` are served at once (the rest wait
-//!   in the kernel's accept queue).
+//! - Every connection's bytes pass through `guard`, so smuggling shapes are seen before hyper
+//!   resolves them, and idleness is measured.
+//! - Header read timeout (slowloris), header size and count caps and HTTP/2 stream and
+//!   header-list limits are set on every connection; h2's own defaults bound rapid resets. At most
+//!   `limits.max_connections` connections are served at once (the rest wait in the kernel's
+//!   accept queue). A connection idle for `limits.idle_timeout` is closed.
 //! - On shutdown the listener stops accepting at once; connections finish their in-flight
 //!   requests (HTTP/1.1 closes after the current response, HTTP/2 sends GOAWAY) for at most
 //!   `limits.shutdown_grace`.
@@ -20,11 +23,20 @@ use hyper::body::{Body as HttpBody, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::config::LimitsConfig;
+use crate::guard::{ConnState, GuardedStream};
+
+/// What a handler knows about the connection a request came on.
+#[derive(Clone)]
+pub struct Conn {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Shared facts about the connection's byte stream.
+    pub state: Arc<ConnState>,
+}
 
 /// Resolves once shutdown was asked for (or its sender is gone).
 async fn stopped(shutdown: &mut watch::Receiver<bool>) {
@@ -38,7 +50,7 @@ pub async fn serve<H, F, B>(
     handler: H,
     mut shutdown: watch::Receiver<bool>,
 ) where
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, Conn) -> F + Send + Sync + 'static,
     F: Future<Output = Response<B>> + Send + 'static,
     B: HttpBody + Send + 'static,
     B::Data: Send,
@@ -51,6 +63,7 @@ pub async fn serve<H, F, B>(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes.max(8192))
+        .max_headers(limits.max_headers)
         .keep_alive(true);
     builder
         .http2()
@@ -58,8 +71,10 @@ pub async fn serve<H, F, B>(
         .max_concurrent_streams(limits.max_concurrent_streams)
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .keep_alive_interval(Some(Duration::from_secs(60)));
-    let graceful = GracefulShutdown::new();
+    let builder = Arc::new(builder);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    // Every connection task holds a sender; when all are gone, draining is done.
+    let (alive, mut all_closed) = mpsc::channel::<()>(1);
 
     loop {
         let permit = tokio::select! {
@@ -83,24 +98,53 @@ pub async fn serve<H, F, B>(
             }
         };
         let _ = stream.set_nodelay(true);
+        let (io, state) = GuardedStream::new(stream);
+        let conn_info = Conn {
+            peer,
+            state: state.clone(),
+        };
         let handler = handler.clone();
         let service = service_fn(move |req| {
             let handler = handler.clone();
-            async move { Ok::<_, Infallible>(handler(req, peer).await) }
+            let conn = conn_info.clone();
+            async move { Ok::<_, Infallible>(handler(req, conn).await) }
         });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let builder = builder.clone();
+        let mut shutdown = shutdown.clone();
+        let idle_timeout = limits.idle_timeout;
+        let alive = alive.clone();
         tokio::spawn(async move {
-            if let Err(error) = conn.await {
-                tracing::debug!(%peer, error = %error, "connection ended with error");
+            let conn = builder.serve_connection(TokioIo::new(io), service);
+            tokio::pin!(conn);
+            let mut closing = false;
+            loop {
+                let idle_left = idle_timeout.saturating_sub(state.idle_for());
+                tokio::select! {
+                    result = conn.as_mut() => {
+                        if let Err(error) = result {
+                            tracing::debug!(%peer, %error, "connection ended with error");
+                        }
+                        break;
+                    }
+                    _ = stopped(&mut shutdown), if !closing => {
+                        conn.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                    _ = tokio::time::sleep(idle_left), if !closing => {
+                        if state.idle_for() >= idle_timeout {
+                            conn.as_mut().graceful_shutdown();
+                            closing = true;
+                        }
+                    }
+                }
             }
             drop(permit);
+            drop(alive);
         });
     }
     drop(listener);
-    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+    drop(alive);
+    if tokio::time::timeout(limits.shutdown_grace, all_closed.recv())
         .await
         .is_err()
     {

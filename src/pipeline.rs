@@ -28,6 +28,7 @@ use crate::authorize::{self, Access};
 use crate::extract;
 use crate::forward::Upstream;
 use crate::keys::KeyControl;
+use crate::listener::Conn;
 use crate::metrics::Metrics;
 use crate::normalize;
 use crate::reject::Rejection;
@@ -79,11 +80,25 @@ impl Proxy {
     }
 
     /// Handles one request from `peer`. Never fails: every error is a response.
-    pub async fn handle(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    pub async fn handle(&self, mut req: Request<Incoming>, conn: Conn) -> Response<Body> {
         let request_id = rewrite::request_id(req.headers_mut(), &self.request_ids);
         let method = req.method().clone();
-        match self.process(req, peer).await {
-            Ok(resp) => resp,
+        let peer = conn.peer;
+        let outcome = match conn.state.violation() {
+            Some(_) => Err(Rejection::AmbiguousFraming),
+            None => self.process(req, peer).await,
+        };
+        match outcome {
+            Ok(resp) => {
+                tracing::debug!(
+                    status = resp.status().as_u16(),
+                    %method,
+                    %peer,
+                    request_id = request_id.to_str().unwrap_or(""),
+                    "request"
+                );
+                resp
+            }
             Err(rejection) => {
                 self.metrics.denied(rejection);
                 tracing::info!(
@@ -173,7 +188,7 @@ impl Proxy {
             Keys::Loaded(k) => k,
             Keys::Pending => return Err(Rejection::NoSigningKeys),
         };
-        let (hit, _) = self.cache.get(token, keys, now);
+        let (hit, _) = self.cache.get(token, keys, snap.policy_generation, now);
         self.metrics.cache(hit.is_some());
         if let Some(entry) = hit {
             authorize::authorize(auth, &*entry, path, method)?;
@@ -183,7 +198,8 @@ impl Proxy {
             let mut scratch = scratch.borrow_mut();
             let verified = validate(token, &snap.policy(), keys, now, &mut scratch)?;
             authorize::authorize(auth, &verified.claims, path, method)?;
-            CachedIdentity::new(token, &verified).map_err(|_| Rejection::MalformedToken)
+            CachedIdentity::new(token, &verified, snap.policy_generation)
+                .map_err(|_| Rejection::MalformedToken)
         })?;
         let entry = Arc::new(entry);
         let evicted = self.cache.insert(entry.clone(), now);
@@ -228,6 +244,20 @@ impl Proxy {
         }
         parts.uri = target;
         parts.version = Version::HTTP_11;
+        let body = match snap.config.limits.max_body_bytes {
+            None => Either::Left(body),
+            Some(max) => {
+                let declared = parts
+                    .headers
+                    .get(http::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok());
+                if declared.is_some_and(|n| n > max) {
+                    return Err(Rejection::BodyTooLarge);
+                }
+                Either::Right(http_body_util::Limited::new(body, max as usize))
+            }
+        };
 
         let (mut resp, took) = self
             .upstream
@@ -239,11 +269,6 @@ impl Proxy {
             None => self.metrics.anonymous(),
         }
         rewrite::strip_hop_by_hop(resp.headers_mut());
-        tracing::debug!(
-            status = resp.status().as_u16(),
-            took_ms = took.as_millis() as u64,
-            "forwarded"
-        );
         Ok(resp.map(Either::Left))
     }
 }

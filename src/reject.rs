@@ -13,6 +13,11 @@ use http::StatusCode;
 pub enum Rejection {
     /// The path cannot be made unambiguous (encoded slash, backslash, `;`, bad escape, …).
     InvalidPath,
+    /// The connection carried a request-smuggling shape (`Content-Length` with
+    /// `Transfer-Encoding`, two `Content-Length`s, bare LF): every request on it is refused.
+    AmbiguousFraming,
+    /// The request body is larger than `limits.max_body_bytes`.
+    BodyTooLarge,
     /// Several `Authorization` headers, or a `Bearer` scheme with no or a non-token68 credential.
     MalformedAuthorization,
     /// No `Authorization: Bearer` credential on a protected path.
@@ -74,8 +79,10 @@ pub enum ChallengeError {
 
 impl Rejection {
     /// Every variant, for pre-registering metric series so the hot path never formats a label.
-    pub const ALL: [Rejection; 23] = [
+    pub const ALL: [Rejection; 25] = [
         Rejection::InvalidPath,
+        Rejection::AmbiguousFraming,
+        Rejection::BodyTooLarge,
         Rejection::MalformedAuthorization,
         Rejection::MissingToken,
         Rejection::TokenTooLarge,
@@ -104,6 +111,8 @@ impl Rejection {
     pub const fn label(self) -> &'static str {
         match self {
             Rejection::InvalidPath => "invalid_path",
+            Rejection::AmbiguousFraming => "ambiguous_framing",
+            Rejection::BodyTooLarge => "body_too_large",
             Rejection::MalformedAuthorization => "malformed_authorization",
             Rejection::MissingToken => "missing_token",
             Rejection::TokenTooLarge => "token_too_large",
@@ -131,6 +140,9 @@ impl Rejection {
 
     /// The HTTP status this rejection is answered with.
     pub const fn status(self) -> StatusCode {
+        if let Rejection::BodyTooLarge = self {
+            return StatusCode::PAYLOAD_TOO_LARGE;
+        }
         match self.challenge() {
             ChallengeError::InvalidRequest => StatusCode::BAD_REQUEST,
             ChallengeError::InsufficientScope => StatusCode::FORBIDDEN,
@@ -146,9 +158,10 @@ impl Rejection {
     /// The RFC 6750 error code for the `WWW-Authenticate` challenge.
     pub const fn challenge(self) -> ChallengeError {
         match self {
-            Rejection::InvalidPath | Rejection::MalformedAuthorization => {
-                ChallengeError::InvalidRequest
-            }
+            Rejection::InvalidPath
+            | Rejection::AmbiguousFraming
+            | Rejection::BodyTooLarge
+            | Rejection::MalformedAuthorization => ChallengeError::InvalidRequest,
             Rejection::MissingToken
             | Rejection::NoSigningKeys
             | Rejection::UpstreamUnavailable
@@ -186,6 +199,14 @@ mod tests {
         assert_eq!(Rejection::Expired.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(Rejection::MissingRole.status(), StatusCode::FORBIDDEN);
         assert_eq!(Rejection::InvalidPath.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            Rejection::AmbiguousFraming.status(),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            Rejection::BodyTooLarge.status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
         assert_eq!(
             Rejection::NoSigningKeys.status(),
             StatusCode::SERVICE_UNAVAILABLE

@@ -26,16 +26,24 @@ pub struct Snapshot {
     pub config: Arc<Config>,
     /// The signing keys.
     pub keys: Keys,
+    /// Bumped by every config swap: a token validated under another policy (issuers,
+    /// audiences, skew, ...) must be validated again, so the cache keys its entries by this.
+    pub policy_generation: u64,
     clock_skew_secs: u64,
 }
 
 impl Snapshot {
     /// A snapshot with `config` and `keys`.
     pub fn new(config: Arc<Config>, keys: Keys) -> Snapshot {
+        Snapshot::with_generation(config, keys, 0)
+    }
+
+    fn with_generation(config: Arc<Config>, keys: Keys, policy_generation: u64) -> Snapshot {
         let clock_skew_secs = config.auth.clock_skew.as_secs();
         Snapshot {
             config,
             keys,
+            policy_generation,
             clock_skew_secs,
         }
     }
@@ -62,10 +70,18 @@ pub type SnapshotCell = ArcSwap<Snapshot>;
 
 /// Replaces the keys, keeping the current config.
 pub fn store_keys(cell: &SnapshotCell, keys: Arc<KeySet>) {
-    cell.rcu(|cur| Snapshot::new(cur.config.clone(), Keys::Loaded(keys.clone())));
+    cell.rcu(|cur| {
+        Snapshot::with_generation(
+            cur.config.clone(),
+            Keys::Loaded(keys.clone()),
+            cur.policy_generation,
+        )
+    });
 }
 
 /// Replaces the config, keeping the current keys.
 pub fn store_config(cell: &SnapshotCell, config: Arc<Config>) {
-    cell.rcu(|cur| Snapshot::new(config.clone(), cur.keys.clone()));
+    cell.rcu(|cur| {
+        Snapshot::with_generation(config.clone(), cur.keys.clone(), cur.policy_generation + 1)
+    });
 }

@@ -295,13 +295,13 @@ fn hit_allocates_nothing() {
         let verified =
             validate::validate(&token, &fx.snapshot.policy(), &fx.keys, now, &mut scratch)
                 .expect("valid");
-        let entry = CachedIdentity::new(&token, &verified).expect("entry");
+        let entry = CachedIdentity::new(&token, &verified, 0).expect("entry");
         cache.insert(Arc::new(entry), now);
         headers.push((alg, v, bearer(&token)));
     }
     let hit = |h: &HeaderMap| -> Result<(), tokengate::reject::Rejection> {
         let token = extract::bearer_token(h, auth.max_token_size)?;
-        let (entry, _) = cache.get(token, &fx.keys, now);
+        let (entry, _) = cache.get(token, &fx.keys, 0, now);
         let entry = entry.expect("cached");
         authorize::authorize(auth, &*entry, PATH, &Method::GET)
     };

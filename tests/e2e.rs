@@ -11,8 +11,12 @@ mod authn;
 mod authz;
 #[path = "e2e/binary.rs"]
 mod binary;
+#[path = "e2e/faults.rs"]
+mod faults;
 #[path = "e2e/headers.rs"]
 mod headers;
+#[path = "e2e/hostile.rs"]
+mod hostile;
 #[path = "e2e/keys.rs"]
 mod keys;
 #[path = "e2e/paths.rs"]

@@ -74,7 +74,7 @@ algorithms = ["RS256", "ES256"]
             &mut scratch,
         )
         .expect("valid token");
-        Arc::new(CachedIdentity::new(token, &verified).expect("entry"))
+        Arc::new(CachedIdentity::new(token, &verified, 0).expect("entry"))
     }
 }
 
@@ -93,11 +93,11 @@ fn entry_dies_at_exp() {
     let token = fx.token(0, exp);
     assert_eq!(cache.insert(fx.entry(&token, now), now), 0);
 
-    assert_eq!(cache.get(&token, &fx.keys, now).1, Lookup::Hit);
-    assert_eq!(cache.get(&token, &fx.keys, exp - 1).1, Lookup::Hit);
+    assert_eq!(cache.get(&token, &fx.keys, 0, now).1, Lookup::Hit);
+    assert_eq!(cache.get(&token, &fx.keys, 0, exp - 1).1, Lookup::Hit);
     // At `exp` the entry is gone, although validation would still accept the token within
     // `clock_skew`: the cache never extends a token's life, a fresh validation decides.
-    let (hit, lookup) = cache.get(&token, &fx.keys, exp);
+    let (hit, lookup) = cache.get(&token, &fx.keys, 0, exp);
     assert!(hit.is_none());
     assert_eq!(lookup, Lookup::Miss);
     assert!(cache.is_empty(), "a dead entry is removed when found");
@@ -121,16 +121,16 @@ fn entry_dies_when_its_key_leaves_the_jwks() {
     let now = unix_now();
     let token = fx.token(0, now + 3600);
     cache.insert(fx.entry(&token, now), now);
-    assert_eq!(cache.get(&token, &fx.keys, now).1, Lookup::Hit);
+    assert_eq!(cache.get(&token, &fx.keys, 0, now).1, Lookup::Hit);
 
     // A routine refresh that serves the same keys keeps every entry alive.
     let same = key_set(&fx.issuer.jwks(), Some(&fx.keys));
-    assert_eq!(cache.get(&token, &same, now).1, Lookup::Hit);
+    assert_eq!(cache.get(&token, &same, 0, now).1, Lookup::Hit);
 
     // The signing key (`ec-1`) is dropped from the JWKS: the cached token is dead at once.
     let rsa_only = serde_json::json!({ "keys": [fx.issuer.rsa.jwk("rsa-1", None)] });
     let rotated = key_set(&rsa_only, Some(&same));
-    let (hit, lookup) = cache.get(&token, &rotated, now);
+    let (hit, lookup) = cache.get(&token, &rotated, 0, now);
     assert!(hit.is_none());
     assert_eq!(lookup, Lookup::Miss);
     assert!(cache.is_empty(), "the dead entry is removed");
@@ -150,7 +150,7 @@ fn entry_dies_when_its_kid_gets_other_material() {
         "keys": [fx.issuer.rsa.jwk("rsa-1", None), impostor.jwk("ec-1", None)]
     });
     let replaced = key_set(&jwks, Some(&fx.keys));
-    assert_eq!(cache.get(&token, &replaced, now).1, Lookup::Miss);
+    assert_eq!(cache.get(&token, &replaced, 0, now).1, Lookup::Miss);
     assert!(cache.is_empty());
 }
 
@@ -171,7 +171,7 @@ fn bounded_in_entries() {
             cache.len()
         );
         // The entry just inserted is always held.
-        assert_eq!(cache.get(&token, &fx.keys, now).1, Lookup::Hit);
+        assert_eq!(cache.get(&token, &fx.keys, 0, now).1, Lookup::Hit);
     }
     assert_eq!(
         evicted,
@@ -224,7 +224,7 @@ fn an_entry_larger_than_a_shard_is_not_stored() {
     let token = fx.token(0, now + 3600);
     assert_eq!(cache.insert(fx.entry(&token, now), now), 0);
     assert!(cache.is_empty());
-    assert_eq!(cache.get(&token, &fx.keys, now).1, Lookup::Miss);
+    assert_eq!(cache.get(&token, &fx.keys, 0, now).1, Lookup::Miss);
 }
 
 #[test]
@@ -236,7 +236,7 @@ fn zero_entries_disables_the_cache() {
     let token = fx.token(0, now + 3600);
     cache.insert(fx.entry(&token, now), now);
     assert!(cache.is_empty());
-    assert_eq!(cache.get(&token, &fx.keys, now).1, Lookup::Miss);
+    assert_eq!(cache.get(&token, &fx.keys, 0, now).1, Lookup::Miss);
 }
 
 #[test]
@@ -248,9 +248,9 @@ fn only_the_exact_token_hits() {
     cache.insert(fx.entry(&token, now), now);
     let mut altered = token.clone();
     altered.push('A');
-    assert_eq!(cache.get(&altered, &fx.keys, now).1, Lookup::Miss);
-    assert_eq!(cache.get(&token[1..], &fx.keys, now).1, Lookup::Miss);
-    assert_eq!(cache.get(&token, &fx.keys, now).1, Lookup::Hit);
+    assert_eq!(cache.get(&altered, &fx.keys, 0, now).1, Lookup::Miss);
+    assert_eq!(cache.get(&token[1..], &fx.keys, 0, now).1, Lookup::Miss);
+    assert_eq!(cache.get(&token, &fx.keys, 0, now).1, Lookup::Hit);
 }
 
 #[test]

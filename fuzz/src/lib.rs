@@ -146,7 +146,7 @@ pub fn validate_signed(data: &[u8]) {
     else {
         return;
     };
-    if let Ok(identity) = CachedIdentity::new(&token, &verified) {
+    if let Ok(identity) = CachedIdentity::new(&token, &verified, 0) {
         let _ = identity.principal.me_json();
     }
 }
@@ -160,5 +160,99 @@ pub fn config(data: &str) {
     });
     if let Ok(config) = tokengate::Config::from_toml_with_env(text, env) {
         let _ = config.summary();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use tokengate::reject::Rejection;
+
+    use super::*;
+
+    /// The committed token seeds still do what their names say against the committed JWKS, so
+    /// the claim checks stay reachable from the corpus (`cargo test` in `fuzz/`).
+    #[test]
+    fn validate_seeds_reach_the_check_they_are_named_after() {
+        use Rejection::*;
+        let expected: &[(&str, Result<(), Rejection>)] = &[
+            ("v1-app-rs256", Ok(())),
+            ("v2-app-rs256", Ok(())),
+            ("v1-user-rs256", Ok(())),
+            ("v2-user-rs256", Ok(())),
+            ("v1-app-es256", Ok(())),
+            ("v2-app-es256", Ok(())),
+            ("aud-array", Ok(())),
+            ("roles-string", Ok(())),
+            ("appid-azp-agree", Ok(())),
+            ("ps256", Ok(())),
+            ("rs384", Ok(())),
+            ("escaped-strings", Ok(())),
+            ("jku-ignored", Ok(())),
+            ("exp-float", Ok(())),
+            ("expired", Err(Expired)),
+            ("nbf-future", Err(NotYetValid)),
+            ("no-exp", Err(MissingExpiry)),
+            ("exp-string", Err(MissingExpiry)),
+            // serde reads `null` as an absent Option: same as no `nbf`, which is accepted.
+            ("nbf-null", Ok(())),
+            ("wrong-iss", Err(InvalidIssuer)),
+            ("iss-array", Err(MalformedToken)),
+            ("wrong-aud", Err(InvalidAudience)),
+            ("aud-number", Err(MalformedToken)),
+            ("appid-azp-differ", Err(AmbiguousApplication)),
+            ("roles-number", Err(MalformedToken)),
+            ("duplicate-iss", Err(MalformedToken)),
+            ("trailing-json", Err(MalformedToken)),
+            ("payload-array", Err(MalformedToken)),
+            ("crit", Err(UnsupportedCritical)),
+            ("es256-header-rsa-kid", Err(KeyAlgorithmMismatch)),
+            ("unknown-kid", Err(UnknownKeyId)),
+            ("no-kid", Err(MissingKeyId)),
+            ("alg-none", Err(MalformedToken)), // empty signature part: refused before `alg`
+            ("hs256", Err(AlgorithmNotAllowed)),
+            ("flipped-signature", Err(InvalidSignature)),
+            ("padded", Err(MalformedToken)),
+            ("four-parts", Err(InvalidSignature)), // "p.s" as payload: signature fails first
+        ];
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/validate");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), expected.len());
+        for (name, want) in expected {
+            let token = std::fs::read_to_string(dir.join(name)).unwrap();
+            let mut scratch = Vec::new();
+            let got = tokengate::validate::validate(
+                &token,
+                &policy(),
+                committed_keys(),
+                NOW,
+                &mut scratch,
+            )
+            .map(|_| ());
+            assert_eq!(got, *want, "{name}");
+        }
+    }
+
+    #[test]
+    fn entry_points_accept_their_seeds() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
+        let seeds = |t: &str| {
+            std::fs::read_dir(root.join(t))
+                .unwrap()
+                .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+                .collect::<Vec<_>>()
+        };
+        for s in seeds("normalize") {
+            normalize(std::str::from_utf8(&s).unwrap());
+        }
+        for s in seeds("bearer") {
+            bearer(&s);
+        }
+        for s in seeds("validate_signed") {
+            validate_signed(&s);
+        }
+        for s in seeds("config") {
+            config(std::str::from_utf8(&s).unwrap());
+        }
     }
 }

@@ -5,8 +5,9 @@
 //!   so a hash collision can only cost a miss, never admit another token.
 //! - An entry holds what authorization needs (application, principal, roles) and the pre-encoded
 //!   upstream headers; allow-lists and rules are still evaluated on every request.
-//! - An entry is dead from the token's `exp` on, and as soon as the key that verified it is no
-//!   longer in the JWKS (checked on every hit against the current key set).
+//! - An entry is dead from the token's `exp` on, as soon as the key that verified it is no longer
+//!   in the JWKS, and when the config (issuers, audiences, skew, ...) is reloaded; all three are
+//!   checked on every hit against the request's snapshot.
 //! - Bounded in entries and bytes; when full, an arbitrary live entry (the hasher is randomly
 //!   keyed) is evicted. A hit takes one short lock and allocates nothing.
 
@@ -23,6 +24,8 @@ const SHARDS: usize = 16;
 /// What a verified token is remembered as.
 pub struct CachedIdentity {
     token: Box<str>,
+    /// The snapshot policy generation the token was validated under.
+    policy_generation: u64,
     /// `exp` in seconds since the epoch.
     pub expires_at: u64,
     key: Arc<KeyEntry>,
@@ -38,7 +41,11 @@ pub struct CachedIdentity {
 impl CachedIdentity {
     /// Builds the entry for a freshly verified token; this is the per-token allocation the cache
     /// exists to amortize.
-    pub fn new(token: &str, verified: &Verified<'_>) -> Result<CachedIdentity, serde_json::Error> {
+    pub fn new(
+        token: &str,
+        verified: &Verified<'_>,
+        policy_generation: u64,
+    ) -> Result<CachedIdentity, serde_json::Error> {
         let principal = Principal::from_payload(verified.payload)?;
         let headers = principal.headers();
         let mut roles = Vec::new();
@@ -51,6 +58,7 @@ impl CachedIdentity {
         }
         Ok(CachedIdentity {
             token: token.into(),
+            policy_generation,
             expires_at: verified.expires_at,
             key: verified.key.clone(),
             application: verified.claims.application().map(Into::into),
@@ -134,6 +142,7 @@ impl TokenCache {
         &self,
         token: &str,
         keys: &KeySet,
+        policy_generation: u64,
         now: u64,
     ) -> (Option<Arc<CachedIdentity>>, Lookup) {
         if !self.enabled() {
@@ -147,7 +156,10 @@ impl TokenCache {
         if *entry.token != *token {
             return (None, Lookup::Miss);
         }
-        if entry.expires_at <= now || !keys.contains(&entry.key) {
+        if entry.expires_at <= now
+            || !keys.contains(&entry.key)
+            || entry.policy_generation != policy_generation
+        {
             let dead = shard.map.remove(&hash).expect("present");
             shard.bytes = shard.bytes.saturating_sub(dead.byte_len());
             return (None, Lookup::Miss);

@@ -60,6 +60,7 @@ impl Proc {
             }
         }
         let _ = child.kill();
+        let _ = child.wait();
         panic!("tokengate did not start");
     }
 

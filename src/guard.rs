@@ -1,0 +1,443 @@
+//! A watchful wrapper around each client connection's byte stream.
+//!
+//! # Contract
+//! - It frames HTTP/1.1 on the raw bytes as they are read, independently of hyper, and flags the
+//!   request-smuggling shapes that a lenient parser would resolve silently: `Content-Length` with
+//!   `Transfer-Encoding` (hyper drops the length and carries on, as RFC 9112 §6.3 permits), more
+//!   than one `Content-Length` (even equal ones), and a bare LF line ending in a header section.
+//!   The pipeline refuses every request of a flagged connection with 400 and closes it, so such a
+//!   request is never forwarded. Shapes hyper itself refuses (obs-fold, invalid header names,
+//!   differing lengths) never reach the pipeline at all.
+//! - It records when bytes last moved, for the idle keep-alive timeout.
+//! - HTTP/2 (prior knowledge) is recognised by its preface and left to the h2 codec's own checks.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// Header sections longer than this are hyper's to refuse (431); we stop looking.
+const MAX_SCANNED_HEAD: usize = 256 * 1024;
+
+/// A smuggling shape seen on the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Violation {
+    /// Both `Content-Length` and `Transfer-Encoding`.
+    LengthAndChunked,
+    /// More than one `Content-Length`.
+    DuplicateLength,
+    /// A header line ended by LF without CR.
+    BareLineFeed,
+}
+
+/// Per-connection facts shared between the byte stream and the request handler.
+pub struct ConnState {
+    epoch: Instant,
+    last_activity_ms: AtomicU64,
+    violation: AtomicU8,
+}
+
+impl ConnState {
+    fn new() -> ConnState {
+        ConnState {
+            epoch: Instant::now(),
+            last_activity_ms: AtomicU64::new(0),
+            violation: AtomicU8::new(0),
+        }
+    }
+
+    /// The smuggling shape seen on this connection, if any.
+    pub fn violation(&self) -> Option<Violation> {
+        match self.violation.load(Ordering::Acquire) {
+            1 => Some(Violation::LengthAndChunked),
+            2 => Some(Violation::DuplicateLength),
+            3 => Some(Violation::BareLineFeed),
+            _ => None,
+        }
+    }
+
+    /// How long since bytes last moved either way.
+    pub fn idle_for(&self) -> std::time::Duration {
+        let last = self.last_activity_ms.load(Ordering::Relaxed);
+        let now = self.epoch.elapsed().as_millis() as u64;
+        std::time::Duration::from_millis(now.saturating_sub(last))
+    }
+
+    fn touch(&self) {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        self.last_activity_ms.store(now, Ordering::Relaxed);
+    }
+
+    fn flag(&self, v: Violation) {
+        let code = match v {
+            Violation::LengthAndChunked => 1,
+            Violation::DuplicateLength => 2,
+            Violation::BareLineFeed => 3,
+        };
+        let _ = self
+            .violation
+            .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
+    }
+}
+
+/// The client's TCP stream, observed.
+pub struct GuardedStream {
+    inner: TcpStream,
+    state: Arc<ConnState>,
+    framer: Framer,
+}
+
+impl GuardedStream {
+    /// Wraps `inner`; the returned state is what the handler consults.
+    pub fn new(inner: TcpStream) -> (GuardedStream, Arc<ConnState>) {
+        let state = Arc::new(ConnState::new());
+        (
+            GuardedStream {
+                inner,
+                state: state.clone(),
+                framer: Framer::Start(Vec::new()),
+            },
+            state,
+        )
+    }
+}
+
+impl AsyncRead for GuardedStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let res = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = &res {
+            let new = &buf.filled()[before..];
+            if !new.is_empty() {
+                this.state.touch();
+                if let Some(v) = this.framer.feed(new) {
+                    this.state.flag(v);
+                }
+            }
+        }
+        res
+    }
+}
+
+impl AsyncWrite for GuardedStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let res = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &res {
+            if *n > 0 {
+                this.state.touch();
+            }
+        }
+        res
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let res = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = &res {
+            if *n > 0 {
+                this.state.touch();
+            }
+        }
+        res
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// HTTP/1.1 request framing over the raw bytes.
+#[derive(Debug)]
+enum Framer {
+    /// The first bytes: HTTP/2 preface or an HTTP/1 header section.
+    Start(Vec<u8>),
+    /// Collecting a header section.
+    Head(Vec<u8>),
+    /// Skipping a body of known length.
+    Body(u64),
+    /// Chunked body: collecting a chunk-size line.
+    ChunkSize(Vec<u8>),
+    /// Chunked body: skipping chunk data plus its CRLF.
+    ChunkData(u64),
+    /// Chunked body: trailer section, collecting until an empty line.
+    Trailers(Vec<u8>),
+    /// Not HTTP/1 (h2), already flagged, or beyond what we scan.
+    Off,
+}
+
+impl Framer {
+    /// Consumes `bytes`; returns a violation the first time one is seen.
+    fn feed(&mut self, mut bytes: &[u8]) -> Option<Violation> {
+        while !bytes.is_empty() {
+            let (next, used, violation) = match std::mem::replace(self, Framer::Off) {
+                Framer::Off => return None,
+                Framer::Start(mut seen) => {
+                    let take = bytes.len().min(H2_PREFACE.len() - seen.len());
+                    seen.extend_from_slice(&bytes[..take]);
+                    if !H2_PREFACE.starts_with(&seen) {
+                        // HTTP/1: replay what we held as the start of a header section.
+                        *self = Framer::Head(Vec::new());
+                        let v = self.feed(&seen);
+                        if v.is_some() {
+                            return v;
+                        }
+                        (std::mem::replace(self, Framer::Off), take, None)
+                    } else if seen.len() == H2_PREFACE.len() {
+                        (Framer::Off, take, None)
+                    } else {
+                        (Framer::Start(seen), take, None)
+                    }
+                }
+                Framer::Head(mut head) => {
+                    let start = head.len();
+                    head.extend_from_slice(bytes);
+                    match find_head_end(&head, start.saturating_sub(3)) {
+                        Some(end) => {
+                            let used = end - start;
+                            match check_head(&head[..end]) {
+                                Ok(next) => (next, used, None),
+                                Err(v) => (Framer::Off, used, Some(v)),
+                            }
+                        }
+                        None if head.len() > MAX_SCANNED_HEAD => (Framer::Off, bytes.len(), None),
+                        None => (Framer::Head(head), bytes.len(), None),
+                    }
+                }
+                Framer::Body(n) => {
+                    let take = (bytes.len() as u64).min(n);
+                    let rest = n - take;
+                    let next = if rest == 0 {
+                        Framer::Head(Vec::new())
+                    } else {
+                        Framer::Body(rest)
+                    };
+                    (next, take as usize, None)
+                }
+                Framer::ChunkSize(mut line) => match bytes.iter().position(|&b| b == b'\n') {
+                    Some(i) => {
+                        line.extend_from_slice(&bytes[..i]);
+                        let size = parse_chunk_size(&line);
+                        let next = match size {
+                            Some(0) => Framer::Trailers(Vec::new()),
+                            // Data plus its trailing CRLF.
+                            Some(n) => Framer::ChunkData(n.saturating_add(2)),
+                            // Malformed chunk framing: hyper refuses it; stop looking.
+                            None => Framer::Off,
+                        };
+                        (next, i + 1, None)
+                    }
+                    None if line.len() > 1024 => (Framer::Off, bytes.len(), None),
+                    None => {
+                        line.extend_from_slice(bytes);
+                        (Framer::ChunkSize(line), bytes.len(), None)
+                    }
+                },
+                Framer::ChunkData(n) => {
+                    let take = (bytes.len() as u64).min(n);
+                    let rest = n - take;
+                    let next = if rest == 0 {
+                        Framer::ChunkSize(Vec::new())
+                    } else {
+                        Framer::ChunkData(rest)
+                    };
+                    (next, take as usize, None)
+                }
+                Framer::Trailers(mut t) => {
+                    // Ends at an empty line: CRLF right away, or CRLFCRLF after trailer fields.
+                    let start = t.len();
+                    t.extend_from_slice(bytes);
+                    let end = if t.starts_with(b"\r\n") {
+                        Some(2)
+                    } else {
+                        find_head_end(&t, start.saturating_sub(3))
+                    };
+                    match end {
+                        Some(end) => (Framer::Head(Vec::new()), end - start, None),
+                        None if t.len() > MAX_SCANNED_HEAD => (Framer::Off, bytes.len(), None),
+                        None => (Framer::Trailers(t), bytes.len(), None),
+                    }
+                }
+            };
+            *self = next;
+            if violation.is_some() {
+                return violation;
+            }
+            bytes = &bytes[used..];
+        }
+        None
+    }
+}
+
+/// Index just past the blank line ending a header section (CRLFCRLF or a bare-LF variant).
+fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while i < buf.len() {
+        if buf[i] == b'\n' {
+            // "\n\n" or "\n\r\n" ends it.
+            if buf.get(i + 1) == Some(&b'\n') {
+                return Some(i + 2);
+            }
+            if buf.get(i + 1) == Some(&b'\r') && buf.get(i + 2) == Some(&b'\n') {
+                return Some(i + 3);
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Checks a complete header section and says how its body is framed.
+fn check_head(head: &[u8]) -> Result<Framer, Violation> {
+    // Leading empty lines before a request line are allowed (RFC 9112 §2.2).
+    let mut body = head;
+    while body.starts_with(b"\r\n") {
+        body = &body[2..];
+    }
+    for (i, &b) in body.iter().enumerate() {
+        if b == b'\n' && (i == 0 || body[i - 1] != b'\r') {
+            return Err(Violation::BareLineFeed);
+        }
+    }
+    let mut lengths = 0;
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    let mut transfer_encoding = false;
+    for line in body.split(|&b| b == b'\n').skip(1) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let name = &line[..colon];
+        let value = trim(&line[colon + 1..]);
+        if name.eq_ignore_ascii_case(b"content-length") {
+            lengths += 1;
+            length = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            transfer_encoding = true;
+            chunked = value
+                .rsplit(|&b| b == b',')
+                .next()
+                .is_some_and(|last| trim(last).eq_ignore_ascii_case(b"chunked"));
+        }
+    }
+    if transfer_encoding && lengths > 0 {
+        return Err(Violation::LengthAndChunked);
+    }
+    if lengths > 1 {
+        return Err(Violation::DuplicateLength);
+    }
+    Ok(match (chunked, length) {
+        (true, _) => Framer::ChunkSize(Vec::new()),
+        (false, Some(n)) if n > 0 => Framer::Body(n),
+        // A non-chunked transfer coding or a bad length: hyper refuses it; stop framing.
+        (false, None) if transfer_encoding || lengths > 0 => Framer::Off,
+        _ => Framer::Head(Vec::new()),
+    })
+}
+
+fn trim(v: &[u8]) -> &[u8] {
+    let start = v
+        .iter()
+        .position(|b| !matches!(b, b' ' | b'\t'))
+        .unwrap_or(v.len());
+    let end = v
+        .iter()
+        .rposition(|b| !matches!(b, b' ' | b'\t'))
+        .map_or(start, |e| e + 1);
+    &v[start..end.max(start)]
+}
+
+fn parse_chunk_size(line: &[u8]) -> Option<u64> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let hex = line.split(|&b| b == b';').next()?;
+    let hex = trim(hex);
+    if hex.is_empty() || hex.len() > 16 {
+        return None;
+    }
+    u64::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed_all(chunks: &[&[u8]]) -> Option<Violation> {
+        let mut f = Framer::Start(Vec::new());
+        chunks.iter().find_map(|c| f.feed(c))
+    }
+
+    #[test]
+    fn clean_pipelined_requests_pass_in_any_split() {
+        let stream: &[u8] = b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello\
+GET /b HTTP/1.1\r\nHost: x\r\n\r\n\
+POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n\
+POST /d HTTP/1.1\r\nHost: x\r\ncontent-length: 0\r\n\r\n";
+        for split in 1..stream.len() {
+            let (a, b) = stream.split_at(split);
+            assert_eq!(feed_all(&[a, b]), None, "split at {split}");
+        }
+        let bytes: Vec<&[u8]> = stream.chunks(1).collect();
+        assert_eq!(feed_all(&bytes), None);
+    }
+
+    #[test]
+    fn body_text_that_looks_like_headers_is_not_scanned() {
+        let req =
+            b"POST / HTTP/1.1\r\nContent-Length: 40\r\n\r\nTransfer-Encoding: chunked\nContent-Len";
+        assert_eq!(feed_all(&[req]), None);
+    }
+
+    #[test]
+    fn smuggling_shapes_are_flagged() {
+        let cl_te = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(feed_all(&[cl_te]), Some(Violation::LengthAndChunked));
+        let te_cl = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n";
+        assert_eq!(feed_all(&[te_cl]), Some(Violation::LengthAndChunked));
+        let two = b"POST / HTTP/1.1\r\nContent-Length: 4\r\nContent-Length: 4\r\n\r\n";
+        assert_eq!(feed_all(&[two]), Some(Violation::DuplicateLength));
+        let lf = b"GET / HTTP/1.1\nHost: x\n\n";
+        assert_eq!(feed_all(&[lf]), Some(Violation::BareLineFeed));
+        // The second request of a keep-alive connection is checked as well.
+        let second = b"GET / HTTP/1.1\r\nHost: x\r\n\r\nPOST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(feed_all(&[second]), Some(Violation::LengthAndChunked));
+    }
+
+    #[test]
+    fn http2_preface_turns_scanning_off() {
+        let mut f = Framer::Start(Vec::new());
+        assert_eq!(f.feed(H2_PREFACE), None);
+        assert!(matches!(f, Framer::Off));
+        assert_eq!(
+            f.feed(b"\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            None
+        );
+    }
+}
