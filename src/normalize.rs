@@ -6,6 +6,8 @@
 //! Spring, Flask, nginx) routes exactly the path we authorized. To get there we:
 //! - decode percent-encoded unreserved characters (RFC 3986 §6.2.2.2) and upper-case the hex digits
 //!   of every other escape (§6.2.2.1), so `/%61dmin` and `/admin` are one path;
+//! - percent-encode raw non-ASCII bytes (the UTF-8 an IRI carries, RFC 3987 §3.1), so `/café` and
+//!   `/caf%C3%A9` are one path too, the output is ASCII, and normalizing it again changes nothing;
 //! - merge repeated slashes (nginx `merge_slashes`, Spring's firewall) and remove dot segments after
 //!   decoding (§5.2.4), so `/x/%2e%2e//admin` is `/admin`; `..` never climbs above `/`;
 //! - refuse (400) what frameworks disagree on and we cannot make unambiguous: an encoded slash or
@@ -85,7 +87,7 @@ fn is_canonical(bytes: &[u8]) -> Result<bool, PathError> {
             b';' => return Err(PathError::Semicolon),
             b'#' => return Err(PathError::Fragment),
             0..=0x1f | 0x7f => return Err(PathError::ControlCharacter),
-            b'%' => canonical = false,
+            b'%' | 0x80..=0xff => canonical = false,
             b'/' if prev == b'/' => canonical = false,
             b'.' if prev == b'/' => {
                 // "." or ".." as a whole segment needs resolving; ".well-known" does not.
@@ -117,13 +119,19 @@ fn hex_value(b: u8) -> Option<u8> {
 
 /// Decodes unreserved escapes, upper-cases the rest, and refuses separators and controls.
 fn decode(bytes: &[u8]) -> Result<String, PathError> {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut out = String::with_capacity(bytes.len());
     let mut i = 0;
     // Escaped non-ASCII bytes are collected so their UTF-8 validity can be checked as a run.
     let mut high_run: Vec<u8> = Vec::new();
     while i < bytes.len() {
         let b = bytes[i];
+        if b >= 0x80 {
+            // Raw UTF-8 (the input is a `str`): escaped, joining any escaped run it continues.
+            high_run.push(b);
+            push_escape(&mut out, b);
+            i += 1;
+            continue;
+        }
         if b != b'%' {
             check_utf8_run(&mut high_run)?;
             out.push(b as char);
@@ -153,12 +161,17 @@ fn decode(bytes: &[u8]) -> Result<String, PathError> {
             }
             _ => {}
         }
-        out.push('%');
-        out.push(HEX[usize::from(value >> 4)] as char);
-        out.push(HEX[usize::from(value & 0xf)] as char);
+        push_escape(&mut out, value);
     }
     check_utf8_run(&mut high_run)?;
     Ok(out)
+}
+
+fn push_escape(out: &mut String, value: u8) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    out.push('%');
+    out.push(HEX[usize::from(value >> 4)] as char);
+    out.push(HEX[usize::from(value & 0xf)] as char);
 }
 
 fn check_utf8_run(run: &mut Vec<u8>) -> Result<(), PathError> {
@@ -304,6 +317,24 @@ mod tests {
         assert_eq!(ok("/a%3fb"), "/a%3Fb");
         assert_eq!(ok("/%252e%252e/admin"), "/%252e%252e/admin");
         assert_eq!(ok("/caf%C3%A9"), "/caf%C3%A9");
+    }
+
+    #[test]
+    fn raw_utf8_is_escaped_like_its_encoded_spelling() {
+        // Found by fuzz/normalize: raw non-ASCII bytes were copied as Latin-1 chars (`é` became
+        // `Ã©`), so the upstream got another path, normalizing twice changed it again, and a rule
+        // for `/café` did not cover `/caf%C3%A9`.
+        assert_eq!(ok("/cafcafé/%3emin"), "/cafcaf%C3%A9/%3Emin");
+        assert_eq!(ok("/café"), "/caf%C3%A9");
+        assert_eq!(ok("/caf%c3%a9"), ok("/café"));
+        assert_eq!(ok("/🦀/../x"), "/x");
+        assert_eq!(ok(&ok("/é/%20")), ok("/é/%20"));
+        assert_eq!(normalize("/caf%C3é"), Err(PathError::InvalidUtf8));
+        let rule = Prefix::parse("/café").unwrap();
+        assert!(rule.covers(&ok("/caf%c3%a9/x"), Case::Insensitive));
+        assert!(Prefix::parse("/caf%C3%A9")
+            .unwrap()
+            .covers(&ok("/café"), Case::Insensitive));
     }
 
     #[test]
