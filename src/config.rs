@@ -840,7 +840,7 @@ audiences = ["api://x"]
         let text = format!("{MINIMAL}bogus_key = 1\n");
         let err = Config::from_toml(&text).unwrap_err().to_string();
         assert!(err.contains("bogus_key"), "{err}");
-        assert!(err.contains("line 9"), "{err}");
+        assert!(err.contains("line 8"), "{err}");
     }
 
     #[test]
