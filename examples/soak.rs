@@ -95,7 +95,8 @@ async fn main() {
         retired: None,
     }));
     let jwks = |k: &Keys| json!({"keys": [k.current.1.jwk(&k.current.0, None), ec_jwk.clone()]});
-    let idp = Arc::new(IdpServer::start(jwks(&keys.read().unwrap())).await.unwrap());
+    let initial = jwks(&keys.read().unwrap());
+    let idp = Arc::new(IdpServer::start(initial).await.unwrap());
 
     // The upstream: counts requests and any that carry what must never reach it.
     let leaks = Arc::new(AtomicUsize::new(0));

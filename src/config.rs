@@ -44,6 +44,8 @@ pub struct Config {
     pub cache: CacheConfig,
     /// Connection and request limits.
     pub limits: LimitsConfig,
+    /// Extra CA certificates trusted for https upstreams and IdPs, besides the system's.
+    pub extra_ca_certs: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 /// Where and how requests are forwarded.
@@ -327,6 +329,15 @@ struct FileConfig {
     cache: CacheFile,
     #[serde(default)]
     limits: LimitsFile,
+    #[serde(default)]
+    tls: TlsFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsFile {
+    /// PEM file of extra CA certificates. Default: none (system CAs only).
+    ca_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -646,7 +657,12 @@ impl FileConfig {
                 "limits.max_header_bytes must be at least 8192",
             ));
         }
+        let extra_ca_certs = match &self.tls.ca_file {
+            None => Vec::new(),
+            Some(path) => load_ca_file(path)?,
+        };
         Ok(Config {
+            extra_ca_certs,
             listen,
             admin,
             upstream,
@@ -767,6 +783,22 @@ impl AuthFile {
             rules,
         })
     }
+}
+
+fn load_ca_file(
+    path: &str,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, ConfigError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| ConfigError::new(format!("tls.ca_file: {path}: {e}")))?;
+    if certs.is_empty() {
+        return Err(ConfigError::new(format!(
+            "tls.ca_file: {path}: no PEM certificates"
+        )));
+    }
+    Ok(certs)
 }
 
 fn dedup(v: Vec<String>) -> Vec<String> {

@@ -16,6 +16,7 @@ use hyper_rustls::HttpsConnectorBuilder;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::pki_types::CertificateDer;
 
 use crate::config::UpstreamConfig;
 use crate::reject::Rejection;
@@ -23,23 +24,38 @@ use crate::reject::Rejection;
 /// TCP plus optional TLS.
 pub type HttpsConnector = hyper_rustls::HttpsConnector<HttpConnector>;
 
-/// Builds the connector used for the upstream and for the IdP.
-pub fn https_connector(connect_timeout: Duration) -> HttpsConnector {
+/// Builds the connector used for the upstream and for the IdP: the system's CA certificates
+/// plus `extra_ca`.
+pub fn https_connector(
+    connect_timeout: Duration,
+    extra_ca: &[CertificateDer<'static>],
+) -> HttpsConnector {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(connect_timeout));
-    let builder = match HttpsConnectorBuilder::new().with_native_roots() {
-        Ok(b) => b,
-        Err(error) => {
-            tracing::warn!(%error, "no system CA certificates: https upstreams and IdPs will fail");
-            let config = rustls::ClientConfig::builder()
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth();
-            HttpsConnectorBuilder::new().with_tls_config(config)
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for error in &native.errors {
+        tracing::warn!(%error, "loading system CA certificates");
+    }
+    let (added, _ignored) = roots.add_parsable_certificates(native.certs);
+    for cert in extra_ca {
+        if let Err(error) = roots.add(cert.clone()) {
+            tracing::warn!(%error, "tls.ca_file: certificate not usable as a trust anchor");
         }
-    };
-    builder.https_or_http().enable_http1().wrap_connector(http)
+    }
+    if added == 0 && extra_ca.is_empty() {
+        tracing::warn!("no CA certificates: https upstreams and IdPs will fail");
+    }
+    let tls = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http)
 }
 
 /// A request body on its way upstream: as received, or capped at `limits.max_body_bytes`.
@@ -52,12 +68,12 @@ pub struct Upstream {
 
 impl Upstream {
     /// A pooled client configured from `[upstream]`.
-    pub fn new(cfg: &UpstreamConfig) -> Upstream {
+    pub fn new(cfg: &UpstreamConfig, extra_ca: &[CertificateDer<'static>]) -> Upstream {
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(cfg.pool_idle_timeout)
             .pool_max_idle_per_host(1024)
-            .build(https_connector(cfg.connect_timeout));
+            .build(https_connector(cfg.connect_timeout, extra_ca));
         Upstream { client }
     }
 

@@ -95,9 +95,11 @@ impl Default for KeyControl {
 
 /// Fetches keys forever (until the task is dropped), following the snapshot's current config.
 pub async fn run_fetcher(cell: Arc<SnapshotCell>, control: Arc<KeyControl>, metrics: Arc<Metrics>) {
+    // TLS trust is fixed at start (tls.ca_file changes need a restart, like the listeners).
+    let extra_ca = cell.load().config.extra_ca_certs.clone();
     let client: Client<HttpsConnector, Empty<Bytes>> =
         Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build(https_connector(Duration::from_secs(5)));
+            .build(https_connector(Duration::from_secs(5), &extra_ca));
     let mut backoff = FIRST_BACKOFF;
     loop {
         let target = control.requested.load(Ordering::SeqCst);

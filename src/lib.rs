@@ -102,7 +102,7 @@ pub async fn start(config: Config) -> io::Result<Running> {
         validate::cache::TokenCache::new(config.cache.max_entries, config.cache.max_bytes),
         metrics.clone(),
         key_control.clone(),
-        forward::Upstream::new(&config.upstream),
+        forward::Upstream::new(&config.upstream, &config.extra_ca_certs),
     ));
     let (shutdown, rx) = watch::channel(false);
     let limits = config.limits.clone();

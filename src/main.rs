@@ -173,6 +173,19 @@ fn runtime() -> tokio::runtime::Runtime {
 
 async fn run(path: PathBuf, config: Config) -> ExitCode {
     use tokio::signal::unix::{signal, SignalKind};
+    // Handlers first: a SIGTERM that arrives right after READY=1 must drain, not kill.
+    let handlers = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    );
+    let (mut term, mut int, mut hup) = match handlers {
+        (Ok(t), Ok(i), Ok(h)) => (t, i, h),
+        _ => {
+            tracing::error!("cannot install signal handlers");
+            return ExitCode::from(1);
+        }
+    };
     let running = match tokengate::start(config).await {
         Ok(r) => r,
         Err(e) => {
@@ -182,18 +195,10 @@ async fn run(path: PathBuf, config: Config) -> ExitCode {
         }
     };
     notify_systemd("READY=1");
-    let mut hup = match signal(SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot install SIGHUP handler");
-            return ExitCode::from(1);
-        }
-    };
-    let shutdown = tokengate::wait_for_shutdown_signal();
-    tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            _ = &mut shutdown => break,
+            _ = term.recv() => break,
+            _ = int.recv() => break,
             _ = hup.recv() => {
                 notify_systemd("RELOADING=1");
                 match Config::load(&path).and_then(|c| running.reload(c).map_err(tokengate::config::ConfigError::from)) {

@@ -364,3 +364,20 @@ async fn dev_command_prints_a_working_curl_line() {
     assert!(echo["headers"]["x-ms-client-principal"].is_string());
     assert!(echo["headers"].get("authorization").is_none());
 }
+
+#[tokio::test]
+async fn systemd_notify_readiness_and_stopping() {
+    let h = Harness::unstarted().await;
+    let path = write_config(&config_text(&h.idp, &h.upstream, "", ""));
+    let sock_path = tempfile_like::TempPath::new("sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&*sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let p = Proc::start(&path, &[("NOTIFY_SOCKET", sock_path.to_str().unwrap())]);
+    let mut buf = [0u8; 256];
+    let n = sock.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"READY=1");
+    p.signal("-TERM");
+    let n = sock.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"STOPPING=1");
+}

@@ -147,3 +147,102 @@ async fn metrics_count_each_outcome() {
         2.0
     );
 }
+
+/// A CA, and a TLS server certificate for 127.0.0.1 it signed.
+fn test_pki() -> (String, rustls::ServerConfig) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap();
+    let server = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![leaf.der().clone()], key)
+        .unwrap();
+    (ca_cert.pem(), server)
+}
+
+#[tokio::test]
+async fn https_upstreams_are_verified_against_system_and_configured_cas() {
+    tokengate::install_crypto_providers();
+    let (ca_pem, server_config) = test_pki();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server_config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen_tls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = seen_tls.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let (acceptor, seen) = (acceptor.clone(), seen.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let has_token = req.headers().contains_key("authorization");
+                        async move {
+                            let body = if has_token { "token leaked" } else { "tls ok" };
+                            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                                Bytes::from(body),
+                            )))
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    let ca_path =
+        std::env::temp_dir().join(format!("tokengate-test-ca-{}.pem", std::process::id()));
+    std::fs::write(&ca_path, ca_pem).unwrap();
+
+    // Without the CA: the certificate is not trusted, nothing is sent, 502.
+    let mut h = Harness::unstarted().await;
+    let untrusted = config_text(&h.idp, &h.upstream, "", "")
+        .replace(&h.upstream.url(), &format!("https://{addr}"));
+    h.start_proxy(&untrusted).await;
+    h.wait_ready().await;
+    h.get("/api", Some(&h.token(&[])))
+        .await
+        .assert_refused(502, "upstream_unavailable");
+    assert_eq!(seen_tls.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+    // With tls.ca_file: verified, forwarded over TLS.
+    let mut h = Harness::unstarted().await;
+    let trusted = config_text(
+        &h.idp,
+        &h.upstream,
+        "",
+        &format!("[tls]\nca_file = \"{}\"", ca_path.display()),
+    )
+    .replace(&h.upstream.url(), &format!("https://{addr}"));
+    h.start_proxy(&trusted).await;
+    h.wait_ready().await;
+    let r = h.get("/api", Some(&h.token(&[]))).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "tls ok");
+    let _ = std::fs::remove_file(&ca_path);
+
+    // A missing CA file is a config error naming the key.
+    let bad = config_text(
+        &h.idp,
+        &h.upstream,
+        "",
+        "[tls]\nca_file = \"/nonexistent.pem\"",
+    );
+    let err = tokengate::Config::from_toml(&bad).unwrap_err().to_string();
+    assert!(err.contains("tls.ca_file"), "{err}");
+}
