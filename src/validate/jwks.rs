@@ -280,3 +280,98 @@ fn jwk_algorithm(a: KeyAlgorithm) -> Option<Algorithm> {
         _ => return None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::dev::SigningKey;
+
+    const ALL: &[Algorithm] = &Algorithm::ALL;
+
+    fn set(keys: serde_json::Value) -> Result<(KeySet, usize), JwksError> {
+        KeySet::from_jwks(json!({ "keys": keys }).to_string().as_bytes(), ALL, None)
+    }
+
+    #[test]
+    fn keys_are_pinned_to_their_type_declared_alg_and_config() {
+        let rsa = SigningKey::rsa();
+        let ec = SigningKey::ec();
+        let (ks, skipped) = set(json!([
+            rsa.jwk("r", None),
+            rsa.jwk("r256", Some("RS256")),
+            ec.jwk("e", None)
+        ]))
+        .unwrap();
+        assert_eq!(skipped, 0);
+        let r = ks.get("r").unwrap();
+        for alg in [
+            Algorithm::Rs256,
+            Algorithm::Rs384,
+            Algorithm::Rs512,
+            Algorithm::Ps256,
+        ] {
+            assert!(r.verifier(alg).is_some(), "{alg}");
+        }
+        assert!(r.verifier(Algorithm::Es256).is_none());
+        let pinned = ks.get("r256").unwrap();
+        assert!(pinned.verifier(Algorithm::Rs256).is_some());
+        assert!(
+            pinned.verifier(Algorithm::Rs384).is_none(),
+            "JWK alg ignored"
+        );
+        let e = ks.get("e").unwrap();
+        assert!(e.verifier(Algorithm::Es256).is_some());
+        assert!(e.verifier(Algorithm::Es384).is_none() && e.verifier(Algorithm::Rs256).is_none());
+        // The config narrows further.
+        let doc = json!({ "keys": [rsa.jwk("r", None)] }).to_string();
+        let (only, _) = KeySet::from_jwks(doc.as_bytes(), &[Algorithm::Rs256], None).unwrap();
+        assert!(only.get("r").unwrap().verifier(Algorithm::Ps256).is_none());
+    }
+
+    #[test]
+    fn unusable_keys_are_skipped_and_ambiguous_kids_dropped() {
+        let rsa = SigningKey::rsa();
+        let mut enc = rsa.jwk("enc", None);
+        enc["use"] = json!("enc");
+        let mut ops = rsa.jwk("ops", None);
+        ops["key_ops"] = json!(["encrypt"]);
+        let mut hs = rsa.jwk("hs", None);
+        hs["alg"] = json!("HS256");
+        let mut no_kid = rsa.jwk("x", None);
+        no_kid.as_object_mut().unwrap().remove("kid");
+        let other = SigningKey::rsa();
+        let (ks, skipped) = set(json!([
+            enc,
+            ops,
+            hs,
+            no_kid,
+            {"kty": "oct", "kid": "sym", "k": "c2VjcmV0"},
+            rsa.jwk("dup", None),
+            other.jwk("dup", None),
+            rsa.jwk("good", None),
+        ]))
+        .unwrap();
+        assert_eq!(ks.kids(), vec!["good"]);
+        assert_eq!(skipped, 7);
+        assert!(set(json!([{"kty": "RSA", "kid": "bad", "n": "!!", "e": "AQAB"}])).is_err());
+        assert!(KeySet::from_jwks(b"<html>", ALL, None).is_err());
+        assert!(KeySet::from_jwks(b"{\"keys\": 1}", ALL, None).is_err());
+    }
+
+    #[test]
+    fn unchanged_keys_keep_their_identity_across_refreshes() {
+        let rsa = SigningKey::rsa();
+        let doc = json!({ "keys": [rsa.jwk("r", None)] }).to_string();
+        let (first, _) = KeySet::from_jwks(doc.as_bytes(), ALL, None).unwrap();
+        let (second, _) = KeySet::from_jwks(doc.as_bytes(), ALL, Some(&first)).unwrap();
+        assert!(second.contains(first.get("r").unwrap()));
+        let replaced = json!({ "keys": [SigningKey::rsa().jwk("r", None)] }).to_string();
+        let (third, _) = KeySet::from_jwks(replaced.as_bytes(), ALL, Some(&second)).unwrap();
+        assert!(
+            !third.contains(second.get("r").unwrap()),
+            "new material under an old kid"
+        );
+    }
+}
