@@ -138,16 +138,20 @@ pub async fn start(config: Config) -> io::Result<Running> {
 }
 
 impl Running {
-    /// Swaps in a new config for new requests. Listener addresses and upstream connection
-    /// settings are fixed at start; a change to them is refused so nothing half-applies.
+    /// Swaps in a new config for new requests. Settings fixed at start (listener addresses and
+    /// limits, upstream connection pool, cache size, TLS trust) cannot change this way: such a
+    /// config is refused whole, naming them, so nothing half-applies.
     pub fn reload(&self, config: Config) -> Result<(), String> {
         let current = self.cell.load();
-        let old = &current.config;
-        if config.listen != old.listen || config.admin != old.admin {
-            return Err("listen.address and admin.address cannot change without a restart".into());
+        let fixed = restart_required(&current.config, &config);
+        if !fixed.is_empty() {
+            return Err(format!(
+                "{} cannot change without a restart",
+                fixed.join(", ")
+            ));
         }
-        let same_key_source =
-            config.auth.keys == old.auth.keys && config.auth.algorithms == old.auth.algorithms;
+        let same_key_source = config.auth.keys == current.config.auth.keys
+            && config.auth.algorithms == current.config.auth.algorithms;
         snapshot::store_config(&self.cell, Arc::new(config));
         if !same_key_source {
             self.keys.refresh_now();
@@ -168,6 +172,44 @@ impl Running {
         }
         self.fetcher.abort();
     }
+}
+
+/// The settings that differ between `old` and `new` but are only read at start.
+fn restart_required(old: &Config, new: &Config) -> Vec<&'static str> {
+    let (o, n) = (&old.limits, &new.limits);
+    let checks = [
+        ("listen.address", old.listen != new.listen),
+        ("admin.address", old.admin != new.admin),
+        (
+            "upstream.connect_timeout",
+            old.upstream.connect_timeout != new.upstream.connect_timeout,
+        ),
+        (
+            "upstream.pool_idle_timeout",
+            old.upstream.pool_idle_timeout != new.upstream.pool_idle_timeout,
+        ),
+        (
+            "cache",
+            old.cache.max_entries != new.cache.max_entries
+                || old.cache.max_bytes != new.cache.max_bytes,
+        ),
+        ("tls.ca_file", old.extra_ca_certs != new.extra_ca_certs),
+        (
+            "limits (except max_body_bytes)",
+            o.header_read_timeout != n.header_read_timeout
+                || o.shutdown_grace != n.shutdown_grace
+                || o.max_concurrent_streams != n.max_concurrent_streams
+                || o.max_header_bytes != n.max_header_bytes
+                || o.max_connections != n.max_connections
+                || o.max_headers != n.max_headers
+                || o.idle_timeout != n.idle_timeout,
+        ),
+    ];
+    checks
+        .into_iter()
+        .filter(|(_, changed)| *changed)
+        .map(|(k, _)| k)
+        .collect()
 }
 
 /// Resolves on SIGTERM or SIGINT.
