@@ -7,6 +7,9 @@
 //! - `tokengate/miss_rs256_with_entry`: `Proxy::authenticate` with the cache disabled, so it also
 //!   builds the identity (EasyAuth principal and pre-encoded headers) every time: the real
 //!   per-request cost when every request carries a new token.
+//! - `tokengate/extract`: `extract::bearer_token` alone (scans every byte of the token).
+//! - `cache/insert_when_full`: inserting a new entry into a full default-size cache (10,000
+//!   entries, 32 MiB), which evicts: the steady state when every request brings a new token.
 //! - `jsonwebtoken/{rs256,es256}`: `jsonwebtoken::decode` with a `DecodingKey::from_jwk` built
 //!   once, `iss`/`aud`/`exp` required and checked, into a struct with the claims we authorize on.
 //!   It does not evaluate allow-lists or rules, so it does strictly less than the `miss` rows.
@@ -18,7 +21,7 @@ mod common;
 use std::hint::black_box;
 use std::sync::Arc;
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use http::{HeaderMap, HeaderValue, Method};
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{DecodingKey, Validation};
@@ -29,7 +32,7 @@ use tokengate::keys::KeyControl;
 use tokengate::metrics::Metrics;
 use tokengate::pipeline::{unix_now, Proxy};
 use tokengate::validate;
-use tokengate::validate::cache::TokenCache;
+use tokengate::validate::cache::{CachedIdentity, TokenCache};
 
 use common::{Fixture, PATH};
 
@@ -62,7 +65,7 @@ fn proxy(fx: &Fixture, cache_entries: usize) -> Proxy {
         TokenCache::new(cache_entries, 32 << 20),
         Arc::new(Metrics::new()),
         Arc::new(KeyControl::new()),
-        tokengate::forward::Upstream::new(&fx.snapshot.config.upstream),
+        tokengate::forward::Upstream::new(&fx.snapshot.config.upstream, &[]),
     )
 }
 
@@ -101,6 +104,11 @@ fn tokengate_rows(c: &mut Criterion, fx: &Fixture) {
         });
     }
 
+    let auth = &fx.snapshot.config.auth;
+    g.bench_function("tokengate/extract", |b| {
+        b.iter(|| extract::bearer_token(black_box(&headers), auth.max_token_size).expect("token"))
+    });
+
     let uncached = proxy(fx, 0);
     let headers = bearer(&fx.token("RS256"));
     g.bench_function("tokengate/miss_rs256_with_entry", |b| {
@@ -109,6 +117,30 @@ fn tokengate_rows(c: &mut Criterion, fx: &Fixture) {
                 .authenticate(&snap, black_box(&headers), PATH, &Method::GET, now)
                 .expect("valid")
         })
+    });
+    g.finish();
+}
+
+fn cache_rows(c: &mut Criterion, fx: &Fixture) {
+    let now = unix_now();
+    let token = fx.token("RS256");
+    let mut scratch = Vec::new();
+    let verified = validate::validate(&token, &fx.snapshot.policy(), &fx.keys, now, &mut scratch)
+        .expect("valid");
+    // Entries differ only in the token text they are keyed by; the identity is the same.
+    let mut n = 0u64;
+    let mut entry = || {
+        n += 1;
+        let key = format!("{token}{n}");
+        Arc::new(CachedIdentity::new(&key, &verified, 0).expect("entry"))
+    };
+    let cache = TokenCache::new(10_000, 32 << 20);
+    for _ in 0..20_000 {
+        cache.insert(entry(), now);
+    }
+    let mut g = c.benchmark_group("validation");
+    g.bench_function("cache/insert_when_full", |b| {
+        b.iter_batched(&mut entry, |e| cache.insert(e, now), BatchSize::SmallInput)
     });
     g.finish();
 }
@@ -153,6 +185,7 @@ fn baseline_rows(c: &mut Criterion, fx: &Fixture) {
 fn benches(c: &mut Criterion) {
     let fx = Fixture::new();
     tokengate_rows(c, &fx);
+    cache_rows(c, &fx);
     baseline_rows(c, &fx);
 }
 

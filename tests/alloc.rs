@@ -327,7 +327,7 @@ fn proxy_authenticate_hit_allocates_nothing() {
         TokenCache::new(1000, 1 << 20),
         Arc::new(Metrics::new()),
         Arc::new(KeyControl::new()),
-        tokengate::forward::Upstream::new(&fx.snapshot.config.upstream),
+        tokengate::forward::Upstream::new(&fx.snapshot.config.upstream, &[]),
     );
     let now = unix_now();
     let headers = bearer(&fx.token("RS256", 2, 7));

@@ -266,7 +266,7 @@ fn hits_and_misses_are_counted() {
         TokenCache::new(100, 1 << 20),
         metrics.clone(),
         Arc::new(KeyControl::new()),
-        tokengate::forward::Upstream::new(&snapshot.config.upstream),
+        tokengate::forward::Upstream::new(&snapshot.config.upstream, &[]),
     );
     let now = unix_now();
     let mut headers = HeaderMap::new();
