@@ -40,11 +40,15 @@ fn main() {
     for (name, bytes) in signed_seeds() {
         write(&signed.join(name), bytes);
     }
-    for (target, seeds) in [
-        ("normalize", normalize_seeds()),
+    let text_seeds: [(&str, Vec<String>); 3] = [
+        (
+            "normalize",
+            normalize_seeds().into_iter().map(String::from).collect(),
+        ),
         ("bearer", bearer_seeds()),
         ("config", config_seeds()),
-    ] {
+    ];
+    for (target, seeds) in text_seeds {
         let dir = root.join("corpus").join(target);
         for (i, seed) in seeds.into_iter().enumerate() {
             write(&dir.join(format!("seed-{i:02}")), seed);
@@ -209,7 +213,8 @@ fn without(mut claims: Value, key: &str) -> Value {
 /// Seeds for `validate`: valid tokens of every shape, then tokens refused by each check in turn
 /// (signed, so the check is actually reached), then malformed framings.
 fn tokens(rsa: &SigningKey, ec: &SigningKey) -> Vec<(&'static str, String)> {
-    let rs = |claims: &Value| sign_raw(rsa, "RS256", &header("RS256", RSA_KID), &claims.to_string());
+    let rs =
+        |claims: &Value| sign_raw(rsa, "RS256", &header("RS256", RSA_KID), &claims.to_string());
     let es = |claims: &Value| sign_raw(ec, "ES256", &header("ES256", EC_KID), &claims.to_string());
     let admin = ["App.Admin"];
     let mut t = vec![
@@ -227,40 +232,75 @@ fn tokens(rsa: &SigningKey, ec: &SigningKey) -> Vec<(&'static str, String)> {
                 json!(["api://other", DEV_AUDIENCE]),
             )),
         ),
-        ("roles-string", rs(&with(v2_app(&[]), "roles", json!("App.Admin")))),
+        (
+            "roles-string",
+            rs(&with(v2_app(&[]), "roles", json!("App.Admin"))),
+        ),
         (
             "appid-azp-agree",
             rs(&with(v1_app(&admin), "azp", json!(DEV_CALLER_APP))),
         ),
         (
             "ps256",
-            sign_raw(rsa, "PS256", &header("PS256", RSA_KID), &v2_app(&admin).to_string()),
+            sign_raw(
+                rsa,
+                "PS256",
+                &header("PS256", RSA_KID),
+                &v2_app(&admin).to_string(),
+            ),
         ),
         (
             "rs384",
-            sign_raw(rsa, "RS384", &header("RS384", RSA_KID), &v2_app(&admin).to_string()),
+            sign_raw(
+                rsa,
+                "RS384",
+                &header("RS384", RSA_KID),
+                &v2_app(&admin).to_string(),
+            ),
         ),
-        ("expired", rs(&with(v2_app(&admin), "exp", json!(ISSUED_AT)))),
-        ("nbf-future", rs(&with(v2_app(&admin), "nbf", json!(ISSUED_AT + 3000)))),
+        (
+            "expired",
+            rs(&with(v2_app(&admin), "exp", json!(ISSUED_AT))),
+        ),
+        (
+            "nbf-future",
+            rs(&with(v2_app(&admin), "nbf", json!(ISSUED_AT + 3000))),
+        ),
         ("no-exp", rs(&without(v2_app(&admin), "exp"))),
-        ("exp-string", rs(&with(v2_app(&admin), "exp", json!("1767229200")))),
-        ("exp-float", rs(&with(v2_app(&admin), "exp", json!(1.7672292e9)))),
+        (
+            "exp-string",
+            rs(&with(v2_app(&admin), "exp", json!("1767229200"))),
+        ),
+        (
+            "exp-float",
+            rs(&with(v2_app(&admin), "exp", json!(1.7672292e9))),
+        ),
         ("nbf-null", rs(&with(v2_app(&admin), "nbf", Value::Null))),
         (
             "wrong-iss",
-            rs(&with(v2_app(&admin), "iss", json!(v2_issuer("other-tenant")))),
+            rs(&with(
+                v2_app(&admin),
+                "iss",
+                json!(v2_issuer("other-tenant")),
+            )),
         ),
         (
             "iss-array",
             rs(&with(v2_app(&admin), "iss", json!([v2_issuer(DEV_TENANT)]))),
         ),
-        ("wrong-aud", rs(&with(v2_app(&admin), "aud", json!("api://other")))),
+        (
+            "wrong-aud",
+            rs(&with(v2_app(&admin), "aud", json!("api://other"))),
+        ),
         ("aud-number", rs(&with(v2_app(&admin), "aud", json!(1)))),
         (
             "appid-azp-differ",
             rs(&with(v1_app(&admin), "azp", json!("someone-else"))),
         ),
-        ("roles-number", rs(&with(v2_app(&[]), "roles", json!(["App.Admin", 1])))),
+        (
+            "roles-number",
+            rs(&with(v2_app(&[]), "roles", json!(["App.Admin", 1]))),
+        ),
         (
             "escaped-strings",
             sign_raw(
@@ -308,15 +348,30 @@ fn tokens(rsa: &SigningKey, ec: &SigningKey) -> Vec<(&'static str, String)> {
         ),
         (
             "es256-header-rsa-kid",
-            sign_raw(ec, "ES256", &header("ES256", RSA_KID), &v2_app(&admin).to_string()),
+            sign_raw(
+                ec,
+                "ES256",
+                &header("ES256", RSA_KID),
+                &v2_app(&admin).to_string(),
+            ),
         ),
         (
             "unknown-kid",
-            sign_raw(rsa, "RS256", &header("RS256", "nope"), &v2_app(&admin).to_string()),
+            sign_raw(
+                rsa,
+                "RS256",
+                &header("RS256", "nope"),
+                &v2_app(&admin).to_string(),
+            ),
         ),
         (
             "no-kid",
-            sign_raw(rsa, "RS256", r#"{"alg":"RS256","typ":"JWT"}"#, &v2_app(&admin).to_string()),
+            sign_raw(
+                rsa,
+                "RS256",
+                r#"{"alg":"RS256","typ":"JWT"}"#,
+                &v2_app(&admin).to_string(),
+            ),
         ),
         (
             "jku-ignored",
@@ -364,7 +419,11 @@ fn signed_seeds() -> Vec<(&'static str, Vec<u8>)> {
         (
             "odd-values",
             with(
-                with(v2_user(), "nested", json!({"a": [1, {"b": null}], "c": true})),
+                with(
+                    v2_user(),
+                    "nested",
+                    json!({"a": [1, {"b": null}], "c": true}),
+                ),
                 "big",
                 json!(1e300),
             )
@@ -392,11 +451,16 @@ fn signed_seeds() -> Vec<(&'static str, Vec<u8>)> {
         ),
         (
             "no-oid-no-name",
-            without(without(v2_app(&[]), "oid"), "azp").to_string().into_bytes(),
+            without(without(v2_app(&[]), "oid"), "azp")
+                .to_string()
+                .into_bytes(),
         ),
         (
             "header-crit",
-            pair(r#"{"alg":"ES256","kid":"ec-signed","crit":[]}"#, &v2_app(&[])),
+            pair(
+                r#"{"alg":"ES256","kid":"ec-signed","crit":[]}"#,
+                &v2_app(&[]),
+            ),
         ),
         (
             "header-wrong-alg",
@@ -512,6 +576,7 @@ max_connections = 10000
     vec![
         minimal.to_string(),
         full.to_string(),
+        include_str!("../../proxy.toml").to_string(),
         format!(
             "{minimal}\0TOKENGATE_AUTH__AUDIENCES=[\"api://y\", \"y\"]\n\
              TOKENGATE_UPSTREAM__URL=http://127.0.0.1:4000\nTOKENGATE_LIMITS__MAX_CONNECTIONS=7"

@@ -41,8 +41,12 @@ pub const SIGNED_HEADER: &[u8] = br#"{"typ":"JWT","alg":"ES256","kid":"ec-signed
 
 static ISSUERS: LazyLock<Vec<String>> =
     LazyLock::new(|| vec![v1_issuer(DEV_TENANT), v2_issuer(DEV_TENANT)]);
-static AUDIENCES: LazyLock<Vec<String>> =
-    LazyLock::new(|| vec![DEV_AUDIENCE.to_string(), "api://second-audience".to_string()]);
+static AUDIENCES: LazyLock<Vec<String>> = LazyLock::new(|| {
+    vec![
+        DEV_AUDIENCE.to_string(),
+        "api://second-audience".to_string(),
+    ]
+});
 static COMMITTED: LazyLock<KeySet> = LazyLock::new(|| {
     KeySet::from_jwks(JWKS, &Algorithm::ALL, None)
         .expect("committed JWKS")
@@ -87,7 +91,9 @@ pub fn normalize(path: &str) {
     for (i, _) in once.match_indices('%') {
         let escape = bytes.get(i + 1..i + 3).expect("a complete escape");
         assert!(
-            escape.iter().all(|b| matches!(b, b'0'..=b'9' | b'A'..=b'F')),
+            escape
+                .iter()
+                .all(|b| matches!(b, b'0'..=b'9' | b'A'..=b'F')),
             "{once:?} has a non-upper-case escape"
         );
     }
