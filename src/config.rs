@@ -751,6 +751,15 @@ impl AuthFile {
         for (i, r) in self.rules.into_iter().enumerate() {
             let at = format!("auth.rules[{i}]");
             let path = parse_prefix(&format!("{at}.path"), &r.path)?;
+            if has_escaped_non_ascii(path.as_str()) {
+                // Rules match case-insensitively for ASCII only; ASP.NET Core also folds case
+                // of `É`/`é`, so a non-ASCII rule could be bypassed by a case change.
+                return Err(ConfigError::new(format!(
+                    "{at}.path: {:?}: non-ASCII characters are not supported in rule paths \
+                     (frameworks disagree on their letter case)",
+                    r.path
+                )));
+            }
             let mut methods = Vec::new();
             for m in &r.methods {
                 let upper = m.to_ascii_uppercase();
@@ -799,6 +808,14 @@ fn load_ca_file(
         )));
     }
     Ok(certs)
+}
+
+/// Whether a normalized path holds a percent-escape of a byte >= 0x80 (normalization escapes
+/// every non-ASCII byte, so this is "has non-ASCII characters").
+fn has_escaped_non_ascii(path: &str) -> bool {
+    path.as_bytes()
+        .windows(2)
+        .any(|w| w[0] == b'%' && matches!(w[1], b'8'..=b'9' | b'A'..=b'F'))
 }
 
 fn dedup(v: Vec<String>) -> Vec<String> {
@@ -942,6 +959,9 @@ audiences = ["api://x"]
         let text = format!("{MINIMAL}[[auth.rules]]\npath = \"/x/../Admin/\"\nroles = [\"r\"]\n");
         let c = Config::from_toml(&text).unwrap();
         assert_eq!(c.auth.rules[0].path.as_str(), "/Admin");
+        let accented = format!("{MINIMAL}[[auth.rules]]\npath = \"/caf%C3%A9\"\nroles = [\"r\"]\n");
+        let err = Config::from_toml(&accented).unwrap_err().to_string();
+        assert!(err.contains("non-ASCII"), "{err}");
         let bad = format!("{MINIMAL}[[auth.rules]]\npath = \"/a%2fb\"\nroles = [\"r\"]\n");
         assert!(Config::from_toml(&bad)
             .unwrap_err()
