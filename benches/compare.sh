@@ -14,7 +14,8 @@
 #   same      the same valid token on every request (tokengate's cache answers after the first);
 #   distinct  a different valid token on every request, cycling through TOKENS minted tokens
 #             (200k by default, far more than tokengate's 10k-entry cache: every request is a miss).
-# Then tokengate's peak RSS (VmHWM) under 1,000 concurrent keep-alive connections, both modes.
+# Then peak RSS (VmHWM) under 1,000 concurrent keep-alive connections: tokengate in both modes,
+# nginx and HAProxy for reference.
 #
 # Usage: benches/compare.sh            (env: DURATION=15 CONNS=64 TOKENS=200000 WORK=target/compare)
 # Needs nginx, haproxy (>= 2.5 for jwt_verify), wrk and curl; installs the missing ones with apt-get.
@@ -321,16 +322,26 @@ for mode in same distinct; do
   done
 done
 
-# Peak RSS of a fresh tokengate per mode under RSS_CONNS keep-alive connections.
+# Peak RSS (VmHWM, summed over the proxy's processes) of a fresh proxy under RSS_CONNS keep-alive
+# connections: tokengate in both modes (distinct tokens fill its cache), nginx and HAProxy for
+# reference (neither keeps per-token state, so one mode is enough).
+hwm() {
+  local total=0 pid
+  for pid in "$1" $(pgrep -P "$1" || true); do
+    total=$((total + $(awk '/^VmHWM/ { print $2 }' "/proc/$pid/status")))
+  done
+  echo "$total"
+}
 declare -A RSS RSS_NON2XX RSS_SOCKERR RSS_RPS
-for mode in same distinct; do
-  log "tokengate peak RSS: $mode token, $RSS_CONNS connections, ${DURATION}s"
-  start_proxy tokengate
+for k in same/tokengate distinct/tokengate same/nginx same/haproxy; do
+  mode=${k%/*} proxy=${k#*/}
+  log "peak RSS: $proxy, $mode token, $RSS_CONNS connections, ${DURATION}s"
+  start_proxy "$proxy"
   r=$(run_wrk "$mode" "$RSS_CONNS" "$DURATION")
-  RSS[$mode]=$(awk '/^VmHWM/ { print $2 }' "/proc/$PROXY_PID/status")
-  RSS_NON2XX[$mode]=$(field non2xx "$r")
-  RSS_SOCKERR[$mode]=$(field sockerr "$r")
-  RSS_RPS[$mode]=$(awk -v n="$(field requests "$r")" -v us="$(field duration_us "$r")" \
+  RSS[$k]=$(hwm "$PROXY_PID")
+  RSS_NON2XX[$k]=$(field non2xx "$r")
+  RSS_SOCKERR[$k]=$(field sockerr "$r")
+  RSS_RPS[$k]=$(awk -v n="$(field requests "$r")" -v us="$(field duration_us "$r")" \
     'BEGIN { printf "%.0f", n / (us / 1e6) }')
   stop "$PROXY_PID"
 done
@@ -343,21 +354,31 @@ echo "tokengate vs nginx (no auth) vs HAProxy (jwt_verify RS256), $(nproc) cores
 echo "wrk: ${DURATION}s, $CONNS keep-alive connections, GET $PATH_UNDER_TEST," \
   "$(head -c 2000 "$MINT/token.txt" | tr -d '\n' | wc -c)-byte RS256 tokens"
 echo
-printf '%-9s %-10s %10s %9s %9s %8s %7s %9s %10s %12s\n' \
-  mode proxy req/s p50_ms p99_ms non-2xx sockerr proxy_cpu vs_nginx vs_haproxy
+# req/s per core: req/s divided by the share of a core the proxy used. When the proxy is not
+# what saturates (proxy_cpu well under 100%: the load generator or a shared core is), this is
+# the fairer measure of what each proxy costs per request.
+per_core() { awk -v r="$1" -v c="$2" 'BEGIN { if (c > 0) printf "%.0f", r * 100 / c; else print "-" }'; }
+declare -A PERCORE
+printf '%-9s %-10s %9s %8s %8s %8s %7s %9s %9s %9s %10s\n' \
+  mode proxy req/s p50_ms p99_ms non-2xx sockerr proxy_cpu req/s/core vs_nginx vs_haproxy
 for mode in same distinct; do
   for proxy in nginx haproxy tokengate; do
     k=$mode/$proxy
-    printf '%-9s %-10s %10s %9s %9s %8s %7s %8s%% %10s %12s\n' "$mode" "$proxy" "${RPS[$k]}" \
-      "${P50[$k]}" "${P99[$k]}" "${NON2XX[$k]}" "${SOCKERR[$k]}" "${CPU[$k]}" \
+    PERCORE[$k]=$(per_core "${RPS[$k]}" "${CPU[$k]}")
+    printf '%-9s %-10s %9s %8s %8s %8s %7s %8s%% %10s %9s %10s\n' "$mode" "$proxy" "${RPS[$k]}" \
+      "${P50[$k]}" "${P99[$k]}" "${NON2XX[$k]}" "${SOCKERR[$k]}" "${CPU[$k]}" "${PERCORE[$k]}" \
       "$(ratio "${RPS[$k]}" "${RPS[$mode/nginx]}")" "$(ratio "${RPS[$k]}" "${RPS[$mode/haproxy]}")"
   done
 done
+echo "(vs_* compare req/s; per core: same token tokengate/nginx" \
+  "$(ratio "${PERCORE[same/tokengate]}" "${PERCORE[same/nginx]}"), distinct tokens tokengate/HAProxy" \
+  "$(ratio "${PERCORE[distinct/tokengate]}" "${PERCORE[distinct/haproxy]}"))"
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews all rows)"
 echo
-for mode in same distinct; do
-  printf 'tokengate peak RSS, %s token, %d connections: %d KiB (%.1f MiB), %s req/s, non-2xx %s, socket errors %s\n' \
-    "$mode" "$RSS_CONNS" "${RSS[$mode]}" "$(awk -v k="${RSS[$mode]}" 'BEGIN { print k / 1024 }')" \
-    "${RSS_RPS[$mode]}" "${RSS_NON2XX[$mode]}" "${RSS_SOCKERR[$mode]}"
+for k in same/tokengate distinct/tokengate same/nginx same/haproxy; do
+  printf 'peak RSS %-10s %-8s token, %d connections: %7d KiB (%5.1f MiB), %6s req/s, non-2xx %s, socket errors %s\n' \
+    "${k#*/}" "${k%/*}" "$RSS_CONNS" "${RSS[$k]}" "$(awk -v k="${RSS[$k]}" 'BEGIN { print k / 1024 }')" \
+    "${RSS_RPS[$k]}" "${RSS_NON2XX[$k]}" "${RSS_SOCKERR[$k]}"
 done
 echo
 check() { # $1 = description, $2 = awk condition on a, b; $3 = a, $4 = b
@@ -369,5 +390,5 @@ check "distinct tokens: tokengate req/s >= 1.5x HAProxy ($(ratio "${RPS[distinct
   'a >= 1.5 * b' "${RPS[distinct/tokengate]}" "${RPS[distinct/haproxy]}"
 check "p99 at $CONNS connections no worse than nginx (same token: ${P99[same/tokengate]} vs ${P99[same/nginx]} ms)" \
   'a <= b' "${P99[same/tokengate]}" "${P99[same/nginx]}"
-check "peak RSS < 64 MiB at $RSS_CONNS connections (same: ${RSS[same]} KiB, distinct: ${RSS[distinct]} KiB)" \
-  'a < 65536 && b < 65536' "${RSS[same]}" "${RSS[distinct]}"
+check "tokengate peak RSS < 64 MiB at $RSS_CONNS connections (same: ${RSS[same/tokengate]} KiB, distinct: ${RSS[distinct/tokengate]} KiB)" \
+  'a < 65536 && b < 65536' "${RSS[same/tokengate]}" "${RSS[distinct/tokengate]}"
