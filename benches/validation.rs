@@ -10,6 +10,9 @@
 //! - `tokengate/extract`: `extract::bearer_token` alone (scans every byte of the token).
 //! - `cache/insert_when_full`: inserting a new entry into a full default-size cache (10,000
 //!   entries, 32 MiB), which evicts: the steady state when every request brings a new token.
+//!   Today every such insert re-sums `byte_len` over the whole shard (pointer chasing through
+//!   each entry's claims), so this row depends on heap layout: a few µs in a fresh heap (run it
+//!   alone), ~100 µs after the rows above have churned the allocator.
 //! - `jsonwebtoken/{rs256,es256}`: `jsonwebtoken::decode` with a `DecodingKey::from_jwk` built
 //!   once, `iss`/`aud`/`exp` required and checked, into a struct with the claims we authorize on.
 //!   It does not evaluate allow-lists or rules, so it does strictly less than the `miss` rows.
