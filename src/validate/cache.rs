@@ -36,6 +36,8 @@ pub struct CachedIdentity {
     pub principal: Principal,
     /// The pre-encoded upstream headers.
     pub headers: IdentityHeaders,
+    /// `byte_len`, computed once: eviction must not walk every entry's claims.
+    size: usize,
 }
 
 impl CachedIdentity {
@@ -56,7 +58,8 @@ impl CachedIdentity {
                 false
             });
         }
-        Ok(CachedIdentity {
+        let mut entry = CachedIdentity {
+            size: 0,
             token: token.into(),
             policy_generation,
             expires_at: verified.expires_at,
@@ -66,7 +69,9 @@ impl CachedIdentity {
             roles: roles.into_boxed_slice(),
             principal,
             headers,
-        })
+        };
+        entry.size = entry.compute_byte_len();
+        Ok(entry)
     }
 
     /// The calling application (`appid`/`azp`).
@@ -85,6 +90,10 @@ impl CachedIdentity {
     }
 
     fn byte_len(&self) -> usize {
+        self.size
+    }
+
+    fn compute_byte_len(&self) -> usize {
         std::mem::size_of::<Self>()
             + self.token.len()
             + self.headers.byte_len()
@@ -115,10 +124,11 @@ pub struct TokenCache {
     max_bytes_per_shard: usize,
 }
 
-#[derive(Default)]
 struct Shard {
     map: HashMap<u64, Arc<CachedIdentity>>,
     bytes: usize,
+    /// No entry expires before this, so sweeping for dead ones is pointless until then.
+    next_expiry: u64,
 }
 
 impl TokenCache {
@@ -182,14 +192,24 @@ impl TokenCache {
         if let Some(old) = shard.map.remove(&hash) {
             shard.bytes = shard.bytes.saturating_sub(old.byte_len());
         }
-        // Dead entries go first; then arbitrary live ones until the new entry fits.
-        if shard.map.len() >= self.max_entries_per_shard
-            || shard.bytes + size > self.max_bytes_per_shard
+        // Dead entries go first (when any can be dead); then arbitrary live ones until it fits.
+        if (shard.map.len() >= self.max_entries_per_shard
+            || shard.bytes + size > self.max_bytes_per_shard)
+            && now >= shard.next_expiry
         {
             let before = shard.map.len();
-            shard.map.retain(|_, e| e.expires_at > now);
+            let (mut freed, mut next) = (0, u64::MAX);
+            shard.map.retain(|_, e| {
+                if e.expires_at > now {
+                    next = next.min(e.expires_at);
+                    return true;
+                }
+                freed += e.byte_len();
+                false
+            });
             evicted += before - shard.map.len();
-            shard.bytes = shard.map.values().map(|e| e.byte_len()).sum();
+            shard.bytes = shard.bytes.saturating_sub(freed);
+            shard.next_expiry = next;
         }
         while shard.map.len() >= self.max_entries_per_shard
             || shard.bytes + size > self.max_bytes_per_shard
@@ -202,6 +222,7 @@ impl TokenCache {
             evicted += 1;
         }
         shard.bytes += size;
+        shard.next_expiry = shard.next_expiry.min(entry.expires_at);
         shard.map.insert(hash, entry);
         evicted
     }
@@ -218,6 +239,16 @@ impl TokenCache {
 
     fn shard(&self, hash: u64) -> std::sync::MutexGuard<'_, Shard> {
         lock(&self.shards[(hash as usize) % SHARDS])
+    }
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Shard {
+            map: HashMap::new(),
+            bytes: 0,
+            next_expiry: u64::MAX,
+        }
     }
 }
 

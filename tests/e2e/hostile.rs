@@ -251,3 +251,25 @@ async fn http2_stream_limit_is_advertised() {
     assert_eq!(resp.await.unwrap().status(), 200);
     assert_eq!(client.current_max_send_streams(), 100);
 }
+
+#[tokio::test]
+async fn http2_header_lists_over_the_limit_are_refused() {
+    let h = harness().await;
+    let tcp = TcpStream::connect(h.proxy().public_addr).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(conn);
+    let mut client = client.ready().await.unwrap();
+    let req = http::Request::get(h.url("/public/x"))
+        .header("x-big", "b".repeat(20_000))
+        .body(())
+        .unwrap();
+    let outcome = match client.send_request(req, true) {
+        Ok((resp, _)) => resp.await.map(|r| r.status().as_u16()).unwrap_or(0),
+        Err(_) => 0,
+    };
+    assert!(
+        outcome == 431 || outcome == 0,
+        "oversized h2 header list answered {outcome}"
+    );
+    assert_eq!(h.upstream.count(), 0);
+}

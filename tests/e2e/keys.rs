@@ -214,3 +214,29 @@ async fn jwks_uri_without_discovery_works() {
     let h = h.launch(&text).await;
     assert_eq!(h.get("/api", Some(&h.token(&[]))).await.status, 200);
 }
+
+#[tokio::test]
+async fn unreachable_idp_keeps_the_proxy_unready_and_closed() {
+    let mut h = Harness::unstarted().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let text = config_text(&h.idp, &h.upstream, "", "").replace(
+        &h.idp.discovery_url(),
+        &format!("http://{closed}/.well-known/openid-configuration"),
+    );
+    h.start_proxy(&text).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(ready_status(&h).await, 503);
+    h.get("/api", Some(&h.token(&[])))
+        .await
+        .assert_refused(503, "no_signing_keys");
+    assert!(
+        h.metric("tokengate_jwks_refresh_total{result=\"failed\"}")
+            .await
+            >= 2.0,
+        "no retries"
+    );
+    assert_eq!(h.upstream.count(), 0);
+}
