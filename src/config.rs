@@ -24,9 +24,6 @@ use serde::Deserialize;
 use crate::normalize::Prefix;
 use crate::validate::Algorithm;
 
-/// Environment variables that configure the process rather than overriding a config key.
-const RESERVED_ENV: [&str; 3] = ["TOKENGATE_CONFIG", "TOKENGATE_LOG", "TOKENGATE_LOG_FORMAT"];
-
 /// Everything the proxy needs, parsed and checked.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -212,7 +209,13 @@ impl Config {
         let file: FileConfig = toml::from_str(text).map_err(|e| ConfigError::new(e.to_string()))?;
         let overrides: Vec<(String, String)> = env
             .into_iter()
-            .filter(|(k, _)| k.starts_with("TOKENGATE_") && !RESERVED_ENV.contains(&k.as_str()))
+            // Only TOKENGATE_<SECTION>__<KEY> names are overrides; other TOKENGATE_* variables
+            // (tooling, wrappers) are none of the config's business.
+            .filter(|(k, _)| {
+                k.starts_with("TOKENGATE_")
+                    && k.contains("__")
+                    && !RESERVED_ENV.contains(&k.as_str())
+            })
             .collect();
         if overrides.is_empty() {
             return file.check();
@@ -942,6 +945,7 @@ audiences = ["api://x"]
                 "7".to_string(),
             ),
             ("TOKENGATE_CONFIG".to_string(), "ignored".to_string()),
+            ("TOKENGATE_CHECK_BUILD".to_string(), "1".to_string()),
         ];
         let c = Config::from_toml_with_env(MINIMAL, env).unwrap();
         assert_eq!(c.auth.audiences, vec!["api://y", "y"]);
