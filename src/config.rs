@@ -210,12 +210,8 @@ impl Config {
         let overrides: Vec<(String, String)> = env
             .into_iter()
             // Only TOKENGATE_<SECTION>__<KEY> names are overrides; other TOKENGATE_* variables
-            // (tooling, wrappers) are none of the config's business.
-            .filter(|(k, _)| {
-                k.starts_with("TOKENGATE_")
-                    && k.contains("__")
-                    && !RESERVED_ENV.contains(&k.as_str())
-            })
+            // (TOKENGATE_CONFIG, TOKENGATE_LOG, tooling) are none of the config's business.
+            .filter(|(k, _)| k.starts_with("TOKENGATE_") && k.contains("__"))
             .collect();
         if overrides.is_empty() {
             return file.check();
