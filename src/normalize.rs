@@ -13,7 +13,7 @@
 //! - refuse (400) what frameworks disagree on and we cannot make unambiguous: an encoded slash or
 //!   backslash (`%2F`, `%5C`), a literal backslash (IIS and ASP.NET treat it as `/`), a `;`
 //!   (Tomcat and Spring strip `;params` before resolving `..`, so `/public/..;/admin` is `/admin`
-//!   to them), a `#`, control characters and NUL (raw or encoded), a malformed escape, escaped
+//!   to them; an encoded `%3B` too, in case a framework decodes first), a `#`, control characters and NUL (raw or encoded), a malformed escape, escaped
 //!   bytes that are not UTF-8 (overlong `%C0%AE` is `.` to lenient decoders), and anything that is
 //!   not origin-form.
 //!
@@ -154,6 +154,8 @@ fn decode(bytes: &[u8]) -> Result<String, PathError> {
         }
         match value {
             b'/' | b'\\' => return Err(PathError::EncodedSeparator),
+            // Decoded before `;params` are cut, `%3B` is a parameter delimiter too.
+            b';' => return Err(PathError::Semicolon),
             0..=0x1f | 0x7f => return Err(PathError::ControlCharacter),
             v if is_unreserved(v) => {
                 out.push(v as char);
@@ -346,6 +348,8 @@ mod tests {
             ("/a\\admin", PathError::Backslash),
             ("/public/..;/admin", PathError::Semicolon),
             ("/admin;jsessionid=1", PathError::Semicolon),
+            ("/x/%3B/%2e%2e/admin", PathError::Semicolon),
+            ("/public%3b/../admin", PathError::Semicolon),
             ("/admin#x", PathError::Fragment),
             ("/admin%00", PathError::ControlCharacter),
             ("/admin%0a", PathError::ControlCharacter),
