@@ -220,6 +220,37 @@ impl DevIssuer {
     }
 }
 
+/// An Entra-shaped policy with allow-lists and three role rules, for the benches and the
+/// allocation proof: what is measured is exactly what is proved allocation-free. `head` holds
+/// the sections before `[auth]` (at least `[upstream]`), `tail` those after it.
+pub fn reference_policy_toml(issuer: &DevIssuer, head: &str, jwks_uri: &str, tail: &str) -> String {
+    format!(
+        r#"{head}
+[auth]
+jwks_uri = "{jwks_uri}"
+issuers = ["{v1}", "{v2}"]
+audiences = ["api://other", "{DEV_AUDIENCE}"]
+algorithms = ["RS256", "ES256"]
+allowed_applications = ["33333333-3333-4333-8333-333333333333", "{DEV_CALLER_APP}"]
+allowed_principals = ["44444444-4444-4444-8444-444444444444", "{DEV_CALLER_OID}"]
+excluded_paths = ["/public", "/healthz"]
+[[auth.rules]]
+path = "/admin"
+roles = ["App.Admin"]
+[[auth.rules]]
+path = "/api"
+methods = ["GET", "HEAD"]
+roles = ["App.Read", "App.Write"]
+[[auth.rules]]
+path = "/api/orders"
+roles = ["Orders.Read"]
+{tail}
+"#,
+        v1 = v1_issuer(&issuer.tenant),
+        v2 = v2_issuer(&issuer.tenant),
+    )
+}
+
 /// How the [`IdpServer`] answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdpMode {

@@ -31,7 +31,7 @@ use serde_json::Value;
 
 use tokengate::authorize;
 use tokengate::config::Config;
-use tokengate::dev::{DevIssuer, DEV_AUDIENCE, DEV_CALLER_APP, DEV_CALLER_OID};
+use tokengate::dev::{DevIssuer, DEV_CALLER_APP};
 use tokengate::extract;
 use tokengate::keys::KeyControl;
 use tokengate::metrics::Metrics;
@@ -141,31 +141,11 @@ impl Fixture {
     fn new() -> Fixture {
         tokengate::install_crypto_providers();
         let issuer = DevIssuer::generate();
-        let config = Config::from_toml(&format!(
-            r#"
-[upstream]
-url = "http://127.0.0.1:1"
-[auth]
-jwks_uri = "http://127.0.0.1:1/keys"
-issuers = ["{v1}", "{v2}"]
-audiences = ["api://other", "{DEV_AUDIENCE}"]
-algorithms = ["RS256", "ES256"]
-allowed_applications = ["33333333-3333-4333-8333-333333333333", "{DEV_CALLER_APP}"]
-allowed_principals = ["44444444-4444-4444-8444-444444444444", "{DEV_CALLER_OID}"]
-excluded_paths = ["/public", "/healthz"]
-[[auth.rules]]
-path = "/admin"
-roles = ["App.Admin"]
-[[auth.rules]]
-path = "/api"
-methods = ["GET", "HEAD"]
-roles = ["App.Read", "App.Write"]
-[[auth.rules]]
-path = "/api/orders"
-roles = ["Orders.Read"]
-"#,
-            v1 = tokengate::dev::v1_issuer(&issuer.tenant),
-            v2 = tokengate::dev::v2_issuer(&issuer.tenant),
+        let config = Config::from_toml(&tokengate::dev::reference_policy_toml(
+            &issuer,
+            "[upstream]\nurl = \"http://127.0.0.1:1\"",
+            "http://127.0.0.1:1/keys",
+            "",
         ))
         .expect("config");
         let jwks = issuer.jwks().to_string();

@@ -8,42 +8,16 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use tokengate::config::Config;
-use tokengate::dev::{DevIssuer, DEV_AUDIENCE, DEV_CALLER_APP, DEV_CALLER_OID};
+use tokengate::dev::DevIssuer;
 use tokengate::snapshot::{Keys, Snapshot};
 use tokengate::validate::{Algorithm, KeySet};
 
 /// The request path every authorized bench request uses; two rules cover it.
 pub const PATH: &str = "/api/orders/42";
 
-/// A whole config: `head` (sections before `[auth]`, at least `[upstream]`), the `[auth]` policy
-/// with its rules, then `tail` (sections after, e.g. `[cache]`).
-pub fn config_toml(issuer: &DevIssuer, head: &str, jwks_uri: &str, tail: &str) -> String {
-    format!(
-        r#"{head}
-[auth]
-jwks_uri = "{jwks_uri}"
-issuers = ["{v1}", "{v2}"]
-audiences = ["api://other", "{DEV_AUDIENCE}"]
-algorithms = ["RS256", "ES256"]
-allowed_applications = ["33333333-3333-4333-8333-333333333333", "{DEV_CALLER_APP}"]
-allowed_principals = ["44444444-4444-4444-8444-444444444444", "{DEV_CALLER_OID}"]
-excluded_paths = ["/public", "/healthz"]
-[[auth.rules]]
-path = "/admin"
-roles = ["App.Admin"]
-[[auth.rules]]
-path = "/api"
-methods = ["GET", "HEAD"]
-roles = ["App.Read", "App.Write"]
-[[auth.rules]]
-path = "/api/orders"
-roles = ["Orders.Read"]
-{tail}
-"#,
-        v1 = tokengate::dev::v1_issuer(&issuer.tenant),
-        v2 = tokengate::dev::v2_issuer(&issuer.tenant),
-    )
-}
+/// A whole config: `head` (sections before `[auth]`, at least `[upstream]`), the shared
+/// reference policy, then `tail` (sections after, e.g. `[cache]`).
+pub use tokengate::dev::reference_policy_toml as config_toml;
 
 /// The roles bench tokens carry (enough for every rule covering [`PATH`]).
 pub const ROLES: [&str; 2] = ["Orders.Read", "App.Read"];
