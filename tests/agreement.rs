@@ -25,6 +25,7 @@ mod wire;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -71,7 +72,10 @@ fn frameworks_agree_with_tokengate() {
             .collect(),
         Err(_) => Stack::ALL.to_vec(),
     };
-    eprintln!("agreement: seed {seed} (replay with AGREEMENT_SEED={seed}), {total} variants");
+    let _ = writeln!(
+        std::io::stderr(),
+        "agreement: seed {seed} (replay with AGREEMENT_SEED={seed}), {total} variants"
+    );
 
     let started = Instant::now();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -105,14 +109,20 @@ async fn run(ci: bool, seed: u64, total: u64, chosen: Vec<Stack>, started: Insta
         match app {
             Ok(p) => apps.push((stack, p)),
             Err(why) if ci => panic!("agreement: stack {} cannot run in CI: {why}", stack.name()),
-            Err(why) => eprintln!(
-                "\n!!!!! agreement: SKIPPING stack {}: {why}\n!!!!! run .ci/agreement-env to install it\n",
-                stack.name()
-            ),
+            Err(why) => {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "\n!!!!! agreement: SKIPPING stack {}: {why}\n!!!!! run .ci/agreement-env to install it\n",
+                    stack.name()
+                );
+            }
         }
     }
     if apps.is_empty() {
-        eprintln!("agreement: no stack available; nothing tested");
+        let _ = writeln!(
+            std::io::stderr(),
+            "agreement: no stack available; nothing tested"
+        );
         return;
     }
     eprintln!("agreement: apps up after {:?}", started.elapsed());
@@ -145,7 +155,12 @@ async fn run(ci: bool, seed: u64, total: u64, chosen: Vec<Stack>, started: Insta
                 proxy.stderr_tail()
             ),
         };
-        assert!(app.alive(), "{} app died:\n{}", stack.name(), app.stderr_tail());
+        assert!(
+            app.alive(),
+            "{} app died:\n{}",
+            stack.name(),
+            app.stderr_tail()
+        );
         assert!(proxy.alive(), "tokengate in front of {} died", stack.name());
         sent_total += stats.sent;
         let _ = writeln!(table, "{}", stats.summary(stack));
@@ -156,7 +171,10 @@ async fn run(ci: bool, seed: u64, total: u64, chosen: Vec<Stack>, started: Insta
             stats.assert_coverage(stack);
         }
     }
-    eprintln!(
+    // Straight to stderr, past the test harness's capture: CI logs show the counts and the seed
+    // of passing runs too.
+    let _ = writeln!(
+        std::io::stderr(),
         "agreement: seed {seed}: {sent_total} requests in {:.1?}, {} disagreements\n{table}",
         started.elapsed(),
         failures.len()
@@ -387,7 +405,9 @@ async fn one(ctx: &Ctx, client: &mut wire::Client, index: Option<u64>, template:
         Ok(r) => r,
         Err(e) => {
             *stats.transport.entry(format!("{e:?}")).or_default() += 1;
-            stats.unanswered.push(format!("{e:?}: {}", gen::escape(template)));
+            stats
+                .unanswered
+                .push(format!("{e:?}: {}", gen::escape(template)));
             return stats;
         }
     };
@@ -406,7 +426,9 @@ async fn one(ctx: &Ctx, client: &mut wire::Client, index: Option<u64>, template:
                 stats.failures.push(fail(reason));
             }
         }
-        Err(e) => stats.failures.push(fail(format!("undecodable report: {e}"))),
+        Err(e) => stats
+            .failures
+            .push(fail(format!("undecodable report: {e}"))),
     }
     stats
 }
@@ -430,7 +452,9 @@ async fn calibrate(proxy: SocketAddr, tokens: &Tokens) -> Result<Identities, Str
                 }
             }
             if Instant::now() > deadline {
-                return Err(format!("calibration GET /me never reached the app: {resp:?}"));
+                return Err(format!(
+                    "calibration GET /me never reached the app: {resp:?}"
+                ));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
@@ -452,13 +476,19 @@ async fn calibrate(proxy: SocketAddr, tokens: &Tokens) -> Result<Identities, Str
         identities.insert(kind, seen);
     }
     let req = format!("GET /public/me HTTP/1.1\r\nHost: {proxy}\r\n\r\n");
-    let resp = client.exchange(req.as_bytes()).await.map_err(|e| format!("{e:?}"))?;
+    let resp = client
+        .exchange(req.as_bytes())
+        .await
+        .map_err(|e| format!("{e:?}"))?;
     let report = resp
         .header("x-agree-report")
         .ok_or("GET /public/me did not reach the app")
         .and_then(|v| Report::decode(v).map_err(|_| "bad report"))?;
     if !report.identity().is_empty() {
-        return Err(format!("anonymous GET /public/me read identity {:?}", report.identity()));
+        return Err(format!(
+            "anonymous GET /public/me read identity {:?}",
+            report.identity()
+        ));
     }
     Ok(identities)
 }

@@ -68,14 +68,26 @@ impl TokenKind {
             TokenKind::Delete => &["App.Delete"],
             TokenKind::Secret => &["App.Secret"],
             TokenKind::All | TokenKind::Forged | TokenKind::Expired => &ROLES,
-            TokenKind::WrongCase => &["app.admin", "APP.BATCH", "app.delete", "App.read", "app.Secret"],
+            TokenKind::WrongCase => &[
+                "app.admin",
+                "APP.BATCH",
+                "app.delete",
+                "App.read",
+                "app.Secret",
+            ],
         };
         Some(roles).filter(|_| !matches!(self, TokenKind::Forged | TokenKind::Expired))
     }
 }
 
 /// Every role a rule asks for.
-pub const ROLES: [&str; 5] = ["App.Admin", "App.Batch", "App.Delete", "App.Read", "App.Secret"];
+pub const ROLES: [&str; 5] = [
+    "App.Admin",
+    "App.Batch",
+    "App.Delete",
+    "App.Read",
+    "App.Secret",
+];
 
 /// The value every forged identity or front-end header carries: whatever the app reads that
 /// contains it came from the client, not from tokengate.
@@ -148,8 +160,31 @@ const CLIMBS: &[&str] = &[
 ];
 
 const SUFFIXES: &[&str] = &[
-    "/", "/.", "/..", ".", "%20", "%00", "%0a", "?", "?x=1", "?_method=DELETE", "#frag", ";x=1",
-    "%3B", "/%2e", "~", "%2F", "%2fx", "%5c", "..", "/x/..", "%09", "%ff", "%c0%ae", " ", "*",
+    "/",
+    "/.",
+    "/..",
+    ".",
+    "%20",
+    "%00",
+    "%0a",
+    "?",
+    "?x=1",
+    "?_method=DELETE",
+    "#frag",
+    ";x=1",
+    "%3B",
+    "/%2e",
+    "~",
+    "%2F",
+    "%2fx",
+    "%5c",
+    "..",
+    "/x/..",
+    "%09",
+    "%ff",
+    "%c0%ae",
+    " ",
+    "*",
 ];
 
 /// Letters whose Unicode case mapping lands on ASCII (`ı`→`I`, `ſ`→`S`, `K` Kelvin→`k`),
@@ -198,14 +233,22 @@ const FRONT_END_HEADERS: &[&str] = &[
     "X-Original-Host",
 ];
 
-const OVERRIDE_HEADERS: &[&str] = &["X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override"];
+const OVERRIDE_HEADERS: &[&str] = &[
+    "X-HTTP-Method-Override",
+    "X-HTTP-Method",
+    "X-Method-Override",
+];
 const OVERRIDE_VALUES: &[&str] = &["DELETE", "PUT", "POST", "GET", "PATCH", "delete", "HEAD"];
 
 /// Variant `index` of `seed`.
 pub fn variant(seed: u64, index: u64) -> Vec<u8> {
     let mut r = Rng::for_variant(seed, index);
     let (base, methods) = *r.pick(ROUTED);
-    let method = if r.chance(60) { *r.pick(methods) } else { *r.pick(METHODS) };
+    let method = if r.chance(60) {
+        *r.pick(methods)
+    } else {
+        *r.pick(METHODS)
+    };
     let method = spell_method(&mut r, method);
     let target = target(&mut r, &method, base);
     let mut req = format!("{method} {target} HTTP/1.1\r\n").into_bytes();
@@ -249,8 +292,7 @@ pub fn variant(seed: u64, index: u64) -> Vec<u8> {
         let value = *r.pick(OVERRIDE_VALUES);
         headers.push(format!("{name}: {value}"));
     }
-    if !method.eq_ignore_ascii_case("GET") && !method.eq_ignore_ascii_case("HEAD") || r.chance(10)
-    {
+    if !method.eq_ignore_ascii_case("GET") && !method.eq_ignore_ascii_case("HEAD") || r.chance(10) {
         headers.push("Content-Length: 0".into());
     }
     // Shuffle so that order effects (first vs last duplicate) are covered too.
@@ -297,7 +339,16 @@ fn path(r: &mut Rng, base: &str) -> String {
     }
     if r.chance(15) {
         let q = *r.pick(&[20, 50, 100]);
-        p = p.chars().map(|c| if c.is_ascii_alphabetic() && r.chance(q) { flip(c) } else { c }).collect();
+        p = p
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphabetic() && r.chance(q) {
+                    flip(c)
+                } else {
+                    c
+                }
+            })
+            .collect();
     }
     if r.chance(5) {
         let (from, to) = *r.pick(UNICODE);
@@ -350,7 +401,9 @@ fn flip(c: char) -> char {
 }
 
 fn random_case(r: &mut Rng, s: &str) -> String {
-    s.chars().map(|c| if r.chance(50) { flip(c) } else { c }).collect()
+    s.chars()
+        .map(|c| if r.chance(50) { flip(c) } else { c })
+        .collect()
 }
 
 /// A header name in one of the spellings servers may fold together: case, and (for the names
@@ -366,7 +419,13 @@ fn spell_name(r: &mut Rng, name: &str, underscores: bool) -> String {
         let all = r.chance(50);
         s = s
             .chars()
-            .map(|c| if c == '-' && (all || r.chance(50)) { '_' } else { c })
+            .map(|c| {
+                if c == '-' && (all || r.chance(50)) {
+                    '_'
+                } else {
+                    c
+                }
+            })
             .collect();
     }
     s
@@ -386,7 +445,10 @@ pub fn fill(template: &[u8], host: &str, token: impl Fn(TokenKind) -> String) ->
         }
         if let Some(tail) = rest.strip_prefix(b"{TOKEN:") {
             if let Some(end) = tail.iter().position(|&b| b == b'}') {
-                if let Some(kind) = std::str::from_utf8(&tail[..end]).ok().and_then(TokenKind::from_name) {
+                if let Some(kind) = std::str::from_utf8(&tail[..end])
+                    .ok()
+                    .and_then(TokenKind::from_name)
+                {
                     out.extend_from_slice(token(kind).as_bytes());
                     rest = &tail[end + 1..];
                     continue;

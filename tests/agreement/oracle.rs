@@ -174,7 +174,12 @@ pub fn check(
         .headers
         .iter()
         .map(|(n, v)| (n.as_str(), v.as_str()))
-        .chain(report.api.iter().filter_map(|(n, v)| Some((n.as_str(), v.as_deref()?))))
+        .chain(
+            report
+                .api
+                .iter()
+                .filter_map(|(n, v)| Some((n.as_str(), v.as_deref()?))),
+        )
         .find(|(_, v)| v.contains(FORGED));
     if let Some((name, value)) = forged {
         return Err(format!("app read a forged header: {name}: {value}"));
@@ -185,9 +190,12 @@ pub fn check(
         if name == "AUTHORIZATION" {
             return Err("the app read Authorization".into());
         }
-        let ours = valid
-            .iter()
-            .any(|k| identities.get(k).and_then(|m| m.get(&name)).is_some_and(|v| v == value));
+        let ours = valid.iter().any(|k| {
+            identities
+                .get(k)
+                .and_then(|m| m.get(&name))
+                .is_some_and(|v| v == value)
+        });
         if !ours {
             return Err(format!(
                 "app read identity {name}: {} that tokengate did not set for this request",
@@ -220,7 +228,10 @@ pub fn check(
 
 fn abbreviate(v: &str) -> String {
     if v.len() > 60 {
-        format!("{}…", &v[..v.char_indices().nth(60).map_or(v.len(), |(i, _)| i)])
+        format!(
+            "{}…",
+            &v[..v.char_indices().nth(60).map_or(v.len(), |(i, _)| i)]
+        )
     } else {
         v.to_string()
     }

@@ -59,7 +59,10 @@ impl Stack {
         let python = |script: &str| -> Result<Command, String> {
             let py = env.home.join("venv/bin/python");
             if !py.exists() {
-                return Err(format!("no venv at {} (run .ci/agreement-env)", py.display()));
+                return Err(format!(
+                    "no venv at {} (run .ci/agreement-env)",
+                    py.display()
+                ));
             }
             let mut c = Command::new(py);
             c.arg(dir.join(script)).current_dir(&dir);
@@ -177,7 +180,10 @@ impl Proc {
                 let _ = child.kill();
                 let _ = child.wait();
                 let err: Vec<String> = stderr.try_iter().collect();
-                Err(format!("{cmd:?} did not announce its port; stderr:\n{}", err.join("\n")))
+                Err(format!(
+                    "{cmd:?} did not announce its port; stderr:\n{}",
+                    err.join("\n")
+                ))
             }
         }
     }
@@ -185,8 +191,16 @@ impl Proc {
     /// Starts `tokengate --config <path>` and waits for its "listening" line.
     pub fn tokengate(config: &Path) -> Proc {
         let mut child = Command::new(BIN)
-            .args(["--config", config.to_str().expect("utf-8 path"), "--log-format", "json"])
-            .env("TOKENGATE_LOG", "info,tokengate::pipeline=warn,tokengate::callee=warn")
+            .args([
+                "--config",
+                config.to_str().expect("utf-8 path"),
+                "--log-format",
+                "json",
+            ])
+            .env(
+                "TOKENGATE_LOG",
+                "info,tokengate::pipeline=warn,tokengate::callee=warn",
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -208,7 +222,10 @@ impl Proc {
             None => {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("tokengate did not start: {}", stderr.try_iter().collect::<Vec<_>>().join("\n"));
+                panic!(
+                    "tokengate did not start: {}",
+                    stderr.try_iter().collect::<Vec<_>>().join("\n")
+                );
             }
         }
     }

@@ -118,8 +118,7 @@ impl Client {
         let closing = response
             .header("connection")
             .is_some_and(|v| v.to_ascii_lowercase().contains("close"));
-        let bodiless = method == b"HEAD"
-            || matches!(response.status, 100..=199 | 204 | 304);
+        let bodiless = method == b"HEAD" || matches!(response.status, 100..=199 | 204 | 304);
         if bodiless {
             return Ok((response, !closing));
         }
@@ -135,8 +134,7 @@ impl Client {
             self.read_exact_body(n).await?;
         } else {
             // Delimited by close.
-            while read_more(self.stream.as_mut().ok_or(Failure::Closed)?, &mut self.buf).await?
-                > 0
+            while read_more(self.stream.as_mut().ok_or(Failure::Closed)?, &mut self.buf).await? > 0
             {
                 self.buf.clear();
             }
@@ -159,7 +157,8 @@ impl Client {
     async fn read_chunked(&mut self) -> Result<(), Failure> {
         loop {
             let line_end = self.line().await?;
-            let line = std::str::from_utf8(&self.buf[..line_end - 2]).map_err(|_| Failure::Garbled)?;
+            let line =
+                std::str::from_utf8(&self.buf[..line_end - 2]).map_err(|_| Failure::Garbled)?;
             let size_text = line.split(';').next().unwrap_or("").trim();
             let size = usize::from_str_radix(size_text, 16).map_err(|_| Failure::Garbled)?;
             self.buf.drain(..line_end);
