@@ -184,7 +184,7 @@ async fn run(ci: bool, seed: u64, total: u64, chosen: Vec<Stack>, started: Insta
     }
 }
 
-/// One valid token per kind, each with its own `oid`; a broken and an expired one.
+/// One valid token per kind, each with its own `oid`; a broken, an expired and an eternal one.
 fn mint(issuer: &DevIssuer) -> Tokens {
     let now = tokengate::pipeline::unix_now();
     let mut tokens = HashMap::new();
@@ -196,10 +196,20 @@ fn mint(issuer: &DevIssuer) -> Tokens {
         claims["oid"] = json!(oid);
         claims["sub"] = json!(oid);
         claims["name"] = json!(format!("agreement-{}", kind.name()));
-        if kind == TokenKind::Expired {
-            claims["iat"] = json!(now - 7200);
-            claims["nbf"] = json!(now - 7200);
-            claims["exp"] = json!(now - 3600);
+        match kind {
+            TokenKind::Expired => {
+                claims["iat"] = json!(now - 7200);
+                claims["nbf"] = json!(now - 7200);
+                claims["exp"] = json!(now - 3600);
+            }
+            // A managed-identity token as Entra issues it: 24 h, `iat` backdated 5 minutes.
+            TokenKind::Plain => {
+                claims["iat"] = json!(now - 300);
+                claims["nbf"] = json!(now - 300);
+                claims["exp"] = json!(now - 300 + 86_700);
+            }
+            TokenKind::Eternal => claims["exp"] = json!(2e206),
+            _ => {}
         }
         let mut token = issuer.rs256(&claims);
         if kind == TokenKind::Forged {

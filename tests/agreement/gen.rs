@@ -23,10 +23,12 @@ pub enum TokenKind {
     Forged,
     /// All roles, expired.
     Expired,
+    /// All roles, validly signed, but `exp` in the year 2e206 (issue 9 class 9).
+    Eternal,
 }
 
 impl TokenKind {
-    pub const ALL: [TokenKind; 10] = [
+    pub const ALL: [TokenKind; 11] = [
         TokenKind::Plain,
         TokenKind::Read,
         TokenKind::Admin,
@@ -37,6 +39,7 @@ impl TokenKind {
         TokenKind::WrongCase,
         TokenKind::Forged,
         TokenKind::Expired,
+        TokenKind::Eternal,
     ];
 
     pub fn name(self) -> &'static str {
@@ -51,6 +54,7 @@ impl TokenKind {
             TokenKind::WrongCase => "wrongcase",
             TokenKind::Forged => "forged",
             TokenKind::Expired => "expired",
+            TokenKind::Eternal => "eternal",
         }
     }
 
@@ -67,7 +71,7 @@ impl TokenKind {
             TokenKind::Batch => &["App.Batch"],
             TokenKind::Delete => &["App.Delete"],
             TokenKind::Secret => &["App.Secret"],
-            TokenKind::All | TokenKind::Forged | TokenKind::Expired => &ROLES,
+            TokenKind::All | TokenKind::Forged | TokenKind::Expired | TokenKind::Eternal => &ROLES,
             TokenKind::WrongCase => &[
                 "app.admin",
                 "APP.BATCH",
@@ -76,7 +80,11 @@ impl TokenKind {
                 "app.Secret",
             ],
         };
-        Some(roles).filter(|_| !matches!(self, TokenKind::Forged | TokenKind::Expired))
+        let refused = matches!(
+            self,
+            TokenKind::Forged | TokenKind::Expired | TokenKind::Eternal
+        );
+        Some(roles).filter(|_| !refused)
     }
 }
 
