@@ -5,7 +5,9 @@
 //! - `tokengate_upstream_responses_total{class}` (`1xx`…`5xx`) and
 //!   `tokengate_upstream_duration_seconds` (time to the upstream's response head);
 //! - `tokengate_jwks_refresh_total{result}` (`ok`/`failed`) and `tokengate_jwks_keys`;
-//! - `tokengate_token_cache_total{result}` (`hit`/`miss`/`eviction`).
+//! - `tokengate_token_cache_total{result}` (`hit`/`miss`/`eviction`);
+//! - `tokengate_report_only_denials_total{reason}`: requests report mode forwarded that enforce
+//!   mode would have refused, by rejection label.
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
@@ -20,6 +22,7 @@ pub struct Metrics {
     allowed: IntCounter,
     anonymous: IntCounter,
     denied: Vec<IntCounter>,
+    report_only: Vec<IntCounter>,
     upstream_class: [IntCounter; 5],
     upstream_latency: Histogram,
     jwks_ok: IntCounter,
@@ -82,8 +85,17 @@ impl Metrics {
             &["result"],
         )
         .expect("valid metric");
+        let report_only = IntCounterVec::new(
+            Opts::new(
+                "tokengate_report_only_denials_total",
+                "Requests forwarded in report mode that enforce mode would refuse, by reason.",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(report_only.clone()),
             Box::new(upstream.clone()),
             Box::new(upstream_latency.clone()),
             Box::new(jwks.clone()),
@@ -98,6 +110,11 @@ impl Metrics {
             denied: Rejection::ALL
                 .iter()
                 .map(|r| requests.with_label_values(&[r.label()]))
+                .collect(),
+            report_only: Rejection::ALL
+                .iter()
+                .filter(|r| r.reportable())
+                .map(|r| report_only.with_label_values(&[r.label()]))
                 .collect(),
             upstream_class: ["1xx", "2xx", "3xx", "4xx", "5xx"]
                 .map(|c| upstream.with_label_values(&[c])),
@@ -125,6 +142,17 @@ impl Metrics {
     /// A refused request.
     pub fn denied(&self, r: Rejection) {
         self.denied[r.index()].inc();
+    }
+
+    /// A request report mode forwarded although enforce mode would refuse it for `r`.
+    pub fn report_only_denial(&self, r: Rejection) {
+        let i = Rejection::ALL[..r.index()]
+            .iter()
+            .filter(|x| x.reportable())
+            .count();
+        if let Some(c) = self.report_only.get(i) {
+            c.inc();
+        }
     }
 
     /// An upstream response head arrived after `seconds`.

@@ -46,7 +46,10 @@ pub enum Rejection {
     NotYetValid,
     /// `iss` is not exactly one of `auth.issuers`.
     InvalidIssuer,
-    /// No `aud` value is one of `auth.audiences`.
+    /// The key's JWKS `issuer` pins it to another tenant (or issuer) than the token's.
+    KeyIssuerMismatch,
+    /// No `aud` value is accepted on this route (`auth.audiences`, or the matching rules'
+    /// `audiences`, each of which must be satisfied).
     InvalidAudience,
     /// `appid` and `azp` both present and different: we will not guess which one is the caller.
     AmbiguousApplication,
@@ -54,6 +57,8 @@ pub enum Rejection {
     ApplicationNotAllowed,
     /// The caller principal (`oid`) is not in `auth.allowed_principals`.
     PrincipalNotAllowed,
+    /// The caller's tenant (`tid`) is not in `auth.tenants`.
+    TenantNotAllowed,
     /// A matching `[[auth.rules]]` requires a role the token's `roles` claim does not hold.
     MissingRole,
     /// No signing keys have been loaded yet: fail closed until the IdP answers.
@@ -79,7 +84,7 @@ pub enum ChallengeError {
 
 impl Rejection {
     /// Every variant, for pre-registering metric series so the hot path never formats a label.
-    pub const ALL: [Rejection; 25] = [
+    pub const ALL: [Rejection; 27] = [
         Rejection::InvalidPath,
         Rejection::AmbiguousFraming,
         Rejection::BodyTooLarge,
@@ -97,10 +102,12 @@ impl Rejection {
         Rejection::Expired,
         Rejection::NotYetValid,
         Rejection::InvalidIssuer,
+        Rejection::KeyIssuerMismatch,
         Rejection::InvalidAudience,
         Rejection::AmbiguousApplication,
         Rejection::ApplicationNotAllowed,
         Rejection::PrincipalNotAllowed,
+        Rejection::TenantNotAllowed,
         Rejection::MissingRole,
         Rejection::NoSigningKeys,
         Rejection::UpstreamUnavailable,
@@ -127,10 +134,12 @@ impl Rejection {
             Rejection::Expired => "token_expired",
             Rejection::NotYetValid => "token_not_yet_valid",
             Rejection::InvalidIssuer => "invalid_issuer",
+            Rejection::KeyIssuerMismatch => "key_issuer_mismatch",
             Rejection::InvalidAudience => "invalid_audience",
             Rejection::AmbiguousApplication => "ambiguous_application",
             Rejection::ApplicationNotAllowed => "application_not_allowed",
             Rejection::PrincipalNotAllowed => "principal_not_allowed",
+            Rejection::TenantNotAllowed => "tenant_not_allowed",
             Rejection::MissingRole => "missing_role",
             Rejection::NoSigningKeys => "no_signing_keys",
             Rejection::UpstreamUnavailable => "upstream_unavailable",
@@ -168,9 +177,30 @@ impl Rejection {
             | Rejection::UpstreamTimeout => ChallengeError::None,
             Rejection::ApplicationNotAllowed
             | Rejection::PrincipalNotAllowed
+            | Rejection::TenantNotAllowed
             | Rejection::MissingRole => ChallengeError::InsufficientScope,
             _ => ChallengeError::InvalidToken,
         }
+    }
+
+    /// Whether report mode may forward a request refused for this reason: token and
+    /// authorization failures only. Malformed requests (framing, ambiguous paths, two
+    /// `Authorization` headers, oversized bodies) stay refused, so report mode never widens what
+    /// the callee can be confused by; upstream failures are not decisions at all.
+    pub const fn reportable(self) -> bool {
+        match self.challenge() {
+            ChallengeError::InvalidRequest => false,
+            _ => !matches!(
+                self,
+                Rejection::UpstreamUnavailable | Rejection::UpstreamTimeout
+            ),
+        }
+    }
+
+    /// Whether the token itself was accepted, so that only an allow-list or rule refused the
+    /// caller (403): report mode then forwards the identity headers too.
+    pub const fn token_accepted(self) -> bool {
+        matches!(self.challenge(), ChallengeError::InsufficientScope)
     }
 
     /// Position in [`Rejection::ALL`], for indexing pre-resolved counters.
