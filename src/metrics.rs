@@ -7,7 +7,7 @@
 //! - `tokengate_jwks_refresh_total{result}` (`ok`/`failed`) and `tokengate_jwks_keys`;
 //! - `tokengate_token_cache_total{result}` (`hit`/`miss`/`eviction`);
 //! - `tokengate_report_only_denials_total{reason}`: requests report mode forwarded that enforce
-//!   mode would have refused, by rejection label.
+//!   mode would have refused, by rejection label (only reportable reasons have a series).
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
@@ -21,8 +21,9 @@ pub struct Metrics {
     registry: Registry,
     allowed: IntCounter,
     anonymous: IntCounter,
-    denied: Vec<IntCounter>,
-    report_only: Vec<IntCounter>,
+    denied: [IntCounter; Rejection::COUNT],
+    /// Indexed like `denied`; `None` for reasons report mode never forwards.
+    report_only: [Option<IntCounter>; Rejection::COUNT],
     upstream_class: [IntCounter; 5],
     upstream_latency: Histogram,
     jwks_ok: IntCounter,
@@ -107,15 +108,11 @@ impl Metrics {
         Metrics {
             allowed: requests.with_label_values(&["allowed"]),
             anonymous: requests.with_label_values(&["anonymous"]),
-            denied: Rejection::ALL
-                .iter()
-                .map(|r| requests.with_label_values(&[r.label()]))
-                .collect(),
-            report_only: Rejection::ALL
-                .iter()
-                .filter(|r| r.reportable())
-                .map(|r| report_only.with_label_values(&[r.label()]))
-                .collect(),
+            denied: Rejection::ALL.map(|r| requests.with_label_values(&[r.label()])),
+            report_only: Rejection::ALL.map(|r| {
+                r.reportable()
+                    .then(|| report_only.with_label_values(&[r.label()]))
+            }),
             upstream_class: ["1xx", "2xx", "3xx", "4xx", "5xx"]
                 .map(|c| upstream.with_label_values(&[c])),
             upstream_latency,
@@ -146,11 +143,7 @@ impl Metrics {
 
     /// A request report mode forwarded although enforce mode would refuse it for `r`.
     pub fn report_only_denial(&self, r: Rejection) {
-        let i = Rejection::ALL[..r.index()]
-            .iter()
-            .filter(|x| x.reportable())
-            .count();
-        if let Some(c) = self.report_only.get(i) {
+        if let Some(c) = &self.report_only[r.index()] {
             c.inc();
         }
     }
