@@ -424,7 +424,12 @@ async fn one(ctx: &Ctx, client: &mut wire::Client, index: Option<u64>, template:
     let Some(value) = resp.header("x-agree-report") else {
         *stats.refused.entry(resp.status).or_default() += 1;
         if std::env::var("AGREEMENT_DEBUG_STATUS").is_ok_and(|s| s == resp.status.to_string()) {
-            eprintln!("DEBUG {} {}", resp.status, gen::escape(template));
+            let _ = writeln!(
+                std::io::stderr(),
+                "DEBUG {} {}",
+                resp.status,
+                gen::escape(template)
+            );
         }
         return stats;
     };

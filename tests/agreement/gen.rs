@@ -259,7 +259,8 @@ pub fn variant(seed: u64, index: u64) -> Vec<u8> {
     };
     let method = spell_method(&mut r, method);
     let target = target(&mut r, &method, base);
-    let mut req = format!("{method} {target} HTTP/1.1\r\n").into_bytes();
+    let version = if r.chance(3) { "HTTP/1.0" } else { "HTTP/1.1" };
+    let mut req = format!("{method} {target} {version}\r\n").into_bytes();
 
     let mut headers: Vec<String> = Vec::new();
     if !r.chance(2) {
@@ -300,8 +301,15 @@ pub fn variant(seed: u64, index: u64) -> Vec<u8> {
         let value = *r.pick(OVERRIDE_VALUES);
         headers.push(format!("{name}: {value}"));
     }
+    let mut body: &[u8] = b"";
     if !method.eq_ignore_ascii_case("GET") && !method.eq_ignore_ascii_case("HEAD") || r.chance(10) {
-        headers.push("Content-Length: 0".into());
+        if r.chance(10) {
+            let name = spell_name(&mut r, "Transfer-Encoding", false);
+            headers.push(format!("{name}: chunked"));
+            body = b"0\r\n\r\n";
+        } else {
+            headers.push("Content-Length: 0".into());
+        }
     }
     // Shuffle so that order effects (first vs last duplicate) are covered too.
     for i in (1..headers.len()).rev() {
@@ -312,11 +320,12 @@ pub fn variant(seed: u64, index: u64) -> Vec<u8> {
         req.extend_from_slice(b"\r\n");
     }
     req.extend_from_slice(b"\r\n");
+    req.extend_from_slice(body);
     req
 }
 
 fn spell_method(r: &mut Rng, m: &str) -> String {
-    match r.below(10) {
+    match r.below(20) {
         0 => m.to_ascii_lowercase(),
         1 => random_case(r, m),
         _ => m.to_string(),
@@ -423,6 +432,10 @@ fn spell_name(r: &mut Rng, name: &str, underscores: bool) -> String {
         2 => random_case(r, name),
         _ => name.to_string(),
     };
+    if r.below(300) == 0 {
+        // Whitespace before the colon: RFC 9112 says reject; some servers trim it instead.
+        s.push(' ');
+    }
     if underscores && r.chance(35) {
         let all = r.chance(50);
         s = s

@@ -190,7 +190,9 @@ impl Proc {
 
     /// Starts `tokengate --config <path>` and waits for its "listening" line.
     pub fn tokengate(config: &Path) -> Proc {
-        let mut child = Command::new(BIN)
+        // Another build can be put under test (e.g. a branch's binary): AGREEMENT_TOKENGATE_BIN.
+        let bin = std::env::var_os("AGREEMENT_TOKENGATE_BIN").unwrap_or_else(|| BIN.into());
+        let mut child = Command::new(bin)
             .args([
                 "--config",
                 config.to_str().expect("utf-8 path"),
