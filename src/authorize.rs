@@ -6,7 +6,16 @@
 //! 2. `allowed_principals` (when non-empty) must contain the caller's `oid`;
 //! 3. every `[[auth.rules]]` whose path covers the request path (case-insensitively, whole
 //!    segments) and whose methods include the request method must find one of its roles in the
-//!    token's `roles` claim.
+//!    token's `roles` claim. A `GET` rule covers `HEAD` too: Flask, Express, Django, Spring and Go
+//!    run the GET handler for a HEAD request.
+//!
+//! Before any of that, [`screen_method`] refuses methods no framework reads the same way: a
+//! spelling with a lower-case letter (Go compares methods as sent; Flask, Django, Express and
+//! ASP.NET Core fold case, so `post` is POST to some and an unknown method to others) is 400
+//! `invalid_method`, on every method, standard or extension; `CONNECT` (re-targeted by the client
+//! after we authorized its path) and `TRACE`/`TRACK` (echo the request's headers) are 405. What
+//! passes is upper-case, so the exact comparison with the upper-cased rule methods is the same
+//! comparison every framework makes.
 //!
 //! A path is anonymous only when an `excluded_paths` prefix covers it with exact case *and* no
 //! rule applies to it: an anonymous prefix never lets a request escape a rule.
@@ -63,6 +72,18 @@ pub enum Access {
     Authenticated,
 }
 
+/// Refuses a method that frameworks would read differently, or that we never forward.
+pub fn screen_method(method: &Method) -> Result<(), Rejection> {
+    let m = method.as_str().as_bytes();
+    if m.iter().any(u8::is_ascii_lowercase) {
+        return Err(Rejection::InvalidMethod);
+    }
+    if matches!(m, b"CONNECT" | b"TRACE" | b"TRACK") {
+        return Err(Rejection::MethodNotAllowed);
+    }
+    Ok(())
+}
+
 /// Decides whether `path` (normalized) with `method` may go through without a token.
 pub fn access(auth: &AuthConfig, path: &str, method: &Method) -> Access {
     let excluded = auth
@@ -107,7 +128,11 @@ pub fn authorize(
 
 fn rule_applies(rule: &Rule, path: &str, method: &Method) -> bool {
     rule.path.covers(path, Case::Insensitive)
-        && (rule.methods.is_empty() || rule.methods.iter().any(|m| m == method))
+        && (rule.methods.is_empty()
+            || rule
+                .methods
+                .iter()
+                .any(|m| m == method || (*m == Method::GET && method == Method::HEAD)))
 }
 
 #[cfg(test)]
@@ -185,6 +210,42 @@ roles = ["App.Secret"]
         assert_eq!(authorize(&a, &nobody, "/admin", &Method::GET), Ok(()));
         assert_eq!(authorize(&a, &nobody, "/administrator", &post), Ok(()));
         assert_eq!(authorize(&a, &admin, "/admin/x", &post), Ok(()));
+    }
+
+    #[test]
+    fn a_get_rule_covers_head() {
+        let a = auth("[[auth.rules]]\npath = \"/reports\"\nmethods = [\"GET\"]\nroles = [\"R\"]\n");
+        let nobody = Caller {
+            app: None,
+            oid: None,
+            roles: &[],
+        };
+        for m in [Method::GET, Method::HEAD] {
+            assert_eq!(
+                authorize(&a, &nobody, "/reports", &m),
+                Err(Rejection::MissingRole),
+                "{m}"
+            );
+        }
+        assert_eq!(authorize(&a, &nobody, "/reports", &Method::POST), Ok(()));
+    }
+
+    #[test]
+    fn methods_with_one_reading_pass_the_screen() {
+        let m = |s: &str| Method::from_bytes(s.as_bytes()).unwrap();
+        for ok in ["GET", "HEAD", "POST", "DELETE", "PATCH", "OPTIONS", "PURGE", "M-SEARCH"] {
+            assert_eq!(screen_method(&m(ok)), Ok(()), "{ok}");
+        }
+        for bad in ["post", "Delete", "gET", "purge", "Purge", "connect"] {
+            assert_eq!(screen_method(&m(bad)), Err(Rejection::InvalidMethod), "{bad}");
+        }
+        for refused in ["CONNECT", "TRACE", "TRACK"] {
+            assert_eq!(
+                screen_method(&m(refused)),
+                Err(Rejection::MethodNotAllowed),
+                "{refused}"
+            );
+        }
     }
 
     #[test]

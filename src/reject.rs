@@ -13,6 +13,12 @@ use http::StatusCode;
 pub enum Rejection {
     /// The path cannot be made unambiguous (encoded slash, backslash, `;`, bad escape, …).
     InvalidPath,
+    /// The method is not spelled in upper case: Go's router and `r.Method` checks compare it as
+    /// sent while Flask, Django, Express and ASP.NET Core fold case, so no single reading exists.
+    InvalidMethod,
+    /// `CONNECT` or `TRACE` (or IIS's `TRACK`): a tunnel the client re-targets after we authorized
+    /// its path, or an echo of the request's headers. Refused on every path (405).
+    MethodNotAllowed,
     /// The connection carried a request-smuggling shape (`Content-Length` with
     /// `Transfer-Encoding`, two `Content-Length`s, bare LF): every request on it is refused.
     AmbiguousFraming,
@@ -44,6 +50,9 @@ pub enum Rejection {
     Expired,
     /// `nbf` is in the future (beyond the allowed clock skew).
     NotYetValid,
+    /// `exp - iat`, or `exp - now`, exceeds `auth.max_token_lifetime` (plus skew for the latter):
+    /// a signed token that (almost) never expires is a credential nobody can revoke.
+    TokenLifetimeTooLong,
     /// `iss` is not exactly one of `auth.issuers`.
     InvalidIssuer,
     /// No `aud` value is one of `auth.audiences`.
@@ -79,8 +88,10 @@ pub enum ChallengeError {
 
 impl Rejection {
     /// Every variant, for pre-registering metric series so the hot path never formats a label.
-    pub const ALL: [Rejection; 25] = [
+    pub const ALL: [Rejection; 28] = [
         Rejection::InvalidPath,
+        Rejection::InvalidMethod,
+        Rejection::MethodNotAllowed,
         Rejection::AmbiguousFraming,
         Rejection::BodyTooLarge,
         Rejection::MalformedAuthorization,
@@ -96,6 +107,7 @@ impl Rejection {
         Rejection::MissingExpiry,
         Rejection::Expired,
         Rejection::NotYetValid,
+        Rejection::TokenLifetimeTooLong,
         Rejection::InvalidIssuer,
         Rejection::InvalidAudience,
         Rejection::AmbiguousApplication,
@@ -111,6 +123,8 @@ impl Rejection {
     pub const fn label(self) -> &'static str {
         match self {
             Rejection::InvalidPath => "invalid_path",
+            Rejection::InvalidMethod => "invalid_method",
+            Rejection::MethodNotAllowed => "method_not_allowed",
             Rejection::AmbiguousFraming => "ambiguous_framing",
             Rejection::BodyTooLarge => "body_too_large",
             Rejection::MalformedAuthorization => "malformed_authorization",
@@ -126,6 +140,7 @@ impl Rejection {
             Rejection::MissingExpiry => "missing_exp",
             Rejection::Expired => "token_expired",
             Rejection::NotYetValid => "token_not_yet_valid",
+            Rejection::TokenLifetimeTooLong => "token_lifetime_too_long",
             Rejection::InvalidIssuer => "invalid_issuer",
             Rejection::InvalidAudience => "invalid_audience",
             Rejection::AmbiguousApplication => "ambiguous_application",
@@ -140,8 +155,10 @@ impl Rejection {
 
     /// The HTTP status this rejection is answered with.
     pub const fn status(self) -> StatusCode {
-        if let Rejection::BodyTooLarge = self {
-            return StatusCode::PAYLOAD_TOO_LARGE;
+        match self {
+            Rejection::BodyTooLarge => return StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::MethodNotAllowed => return StatusCode::METHOD_NOT_ALLOWED,
+            _ => {}
         }
         match self.challenge() {
             ChallengeError::InvalidRequest => StatusCode::BAD_REQUEST,
@@ -159,6 +176,8 @@ impl Rejection {
     pub const fn challenge(self) -> ChallengeError {
         match self {
             Rejection::InvalidPath
+            | Rejection::InvalidMethod
+            | Rejection::MethodNotAllowed
             | Rejection::AmbiguousFraming
             | Rejection::BodyTooLarge
             | Rejection::MalformedAuthorization => ChallengeError::InvalidRequest,
@@ -199,6 +218,15 @@ mod tests {
         assert_eq!(Rejection::Expired.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(Rejection::MissingRole.status(), StatusCode::FORBIDDEN);
         assert_eq!(Rejection::InvalidPath.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(Rejection::InvalidMethod.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            Rejection::MethodNotAllowed.status(),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        assert_eq!(
+            Rejection::TokenLifetimeTooLong.status(),
+            StatusCode::UNAUTHORIZED
+        );
         assert_eq!(
             Rejection::AmbiguousFraming.status(),
             StatusCode::BAD_REQUEST
