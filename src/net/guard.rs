@@ -4,7 +4,8 @@
 //! - It frames HTTP/1.1 on the raw bytes as they are read, independently of hyper, and flags the
 //!   request-smuggling shapes that a lenient parser would resolve silently: `Content-Length` with
 //!   `Transfer-Encoding` (hyper drops the length and carries on, as RFC 9112 §6.3 permits), more
-//!   than one `Content-Length` (even equal ones, and `5, 5` in one field, which hyper accepts),
+//!   than one `Content-Length` (even equal ones, and `5, 5` in one field: hyper refuses that
+//!   today, but a guard that stopped looking at it would rely on that),
 //!   and a bare LF line ending in a header or trailer section.
 //!   The pipeline refuses every request of a flagged connection with 400 and closes it, so such a
 //!   request is never forwarded. Shapes hyper itself refuses (obs-fold, invalid header names,
