@@ -233,11 +233,17 @@ roles = ["App.Secret"]
     #[test]
     fn methods_with_one_reading_pass_the_screen() {
         let m = |s: &str| Method::from_bytes(s.as_bytes()).unwrap();
-        for ok in ["GET", "HEAD", "POST", "DELETE", "PATCH", "OPTIONS", "PURGE", "M-SEARCH"] {
+        for ok in [
+            "GET", "HEAD", "POST", "DELETE", "PATCH", "OPTIONS", "PURGE", "M-SEARCH",
+        ] {
             assert_eq!(screen_method(&m(ok)), Ok(()), "{ok}");
         }
         for bad in ["post", "Delete", "gET", "purge", "Purge", "connect"] {
-            assert_eq!(screen_method(&m(bad)), Err(Rejection::InvalidMethod), "{bad}");
+            assert_eq!(
+                screen_method(&m(bad)),
+                Err(Rejection::InvalidMethod),
+                "{bad}"
+            );
         }
         for refused in ["CONNECT", "TRACE", "TRACK"] {
             assert_eq!(

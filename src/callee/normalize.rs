@@ -361,7 +361,10 @@ mod tests {
             let literal = format!("/x{}y", b as char);
             assert_eq!(ok(&format!("/x%{b:02x}y")), literal);
             assert_eq!(ok(&format!("/x%{b:02X}y")), literal);
-            assert!(matches!(normalize(&literal), Ok(Cow::Borrowed(_))), "{literal}");
+            assert!(
+                matches!(normalize(&literal), Ok(Cow::Borrowed(_))),
+                "{literal}"
+            );
         }
         // Not legal raw in a path: one escaped spelling, raw or not.
         assert_eq!(ok("/a|b"), "/a%7Cb");

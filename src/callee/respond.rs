@@ -41,7 +41,8 @@ pub fn rejection(r: Rejection) -> Response<Body> {
     let challenge = match (r.challenge(), status) {
         // Not about credentials: a 405 says which methods exist instead (RFC 9110 §15.5.6).
         (_, StatusCode::METHOD_NOT_ALLOWED) => {
-            resp.headers_mut().insert(ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+            resp.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
             None
         }
         (ChallengeError::None, StatusCode::UNAUTHORIZED) => {

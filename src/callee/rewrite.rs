@@ -114,7 +114,11 @@ pub fn strip_client_only(headers: &mut HeaderMap, trust_forwarded: bool) {
 
 /// Whether a client-sent header (lower-case name) may reach the upstream.
 fn client_may_send(name: &str, trust_forwarded: bool) -> bool {
-    const OVERRIDES: [&str; 3] = ["x-http-method-override", "x-http-method", "x-method-override"];
+    const OVERRIDES: [&str; 3] = [
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
+    ];
     const CLIENT_CERT: [&str; 6] = [
         "x-arr-clientcert",
         "x-forwarded-client-cert",
@@ -308,7 +312,10 @@ mod tests {
         let mut h = build();
         strip_client_only(&mut h, true);
         for gone in &names[..8] {
-            assert!(!h.contains_key(gone.to_ascii_lowercase().as_str()), "{gone}");
+            assert!(
+                !h.contains_key(gone.to_ascii_lowercase().as_str()),
+                "{gone}"
+            );
         }
         for kept in &names[8..] {
             assert!(h.contains_key(kept.to_ascii_lowercase().as_str()), "{kept}");

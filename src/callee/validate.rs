@@ -467,8 +467,11 @@ mod tests {
         let long = format!(r#"{{"iat":{},"exp":{}}}"#, now, now + 29 * 3600 + 1);
         assert_eq!(times(long), Err(Rejection::TokenLifetimeTooLong));
         // No iat, or an iat in the future, cannot stretch it: exp - now is bounded too.
-        assert_eq!(times(r#"{"exp":2e206}"#.into()), Err(Rejection::TokenLifetimeTooLong));
-        let future_iat = format!(r#"{{"iat":2e206,"exp":2.0000001e206}}"#);
+        assert_eq!(
+            times(r#"{"exp":2e206}"#.into()),
+            Err(Rejection::TokenLifetimeTooLong)
+        );
+        let future_iat = r#"{"iat":2e206,"exp":2.0000001e206}"#.to_string();
         assert_eq!(times(future_iat), Err(Rejection::TokenLifetimeTooLong));
         let no_iat = format!(r#"{{"exp":{}}}"#, now + 29 * 3600 + 60);
         assert_eq!(times(no_iat), Ok(now + 29 * 3600 + 60));

@@ -51,7 +51,12 @@ impl Gate {
         let text = edit(config_text(&h.idp, &h.upstream, RULES, ""));
         let config = ConfigFile::new(&text);
         let mut child = Command::new(BIN)
-            .args(["--config", config.0.to_str().unwrap(), "--log-format", "json"])
+            .args([
+                "--config",
+                config.0.to_str().unwrap(),
+                "--log-format",
+                "json",
+            ])
             .env("TOKENGATE_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -165,10 +170,7 @@ async fn method_spellings_with_two_readings_are_refused() {
     let g = Gate::start(&h, |t| t).await;
     let nobody = h.token(&[]);
     for method in ["post", "Post", "dELETE", "purge", "Purge", "get"] {
-        for (path, token) in [
-            ("/public/admin", None),
-            ("/admin", Some(nobody.as_str())),
-        ] {
+        for (path, token) in [("/public/admin", None), ("/admin", Some(nobody.as_str()))] {
             g.call(method, path, token, &[])
                 .await
                 .assert_refused(400, "invalid_method");
@@ -188,7 +190,12 @@ async fn method_spellings_with_two_readings_are_refused() {
         .await
         .assert_refused(403, "missing_role");
     let admin = h.token(&["App.Admin"]);
-    assert_eq!(g.call("PURGE", "/public/admin", Some(&admin), &[]).await.status, 200);
+    assert_eq!(
+        g.call("PURGE", "/public/admin", Some(&admin), &[])
+            .await
+            .status,
+        200
+    );
     assert_eq!(h.upstream.last().method.as_str(), "PURGE");
 }
 
@@ -204,10 +211,20 @@ async fn head_is_held_to_the_get_rule() {
     assert!(r.challenge().contains("missing_role"), "{}", r.challenge());
     assert_eq!(h.upstream.count(), 0);
     let reader = h.token(&["App.Reports"]);
-    assert_eq!(g.call("HEAD", "/reports/q1", Some(&reader), &[]).await.status, 200);
+    assert_eq!(
+        g.call("HEAD", "/reports/q1", Some(&reader), &[])
+            .await
+            .status,
+        200
+    );
     assert_eq!(h.upstream.last().method, Method::HEAD);
     // Other methods are outside a GET-only rule, as before.
-    assert_eq!(g.call("POST", "/reports/q1", Some(&nobody), &[]).await.status, 200);
+    assert_eq!(
+        g.call("POST", "/reports/q1", Some(&nobody), &[])
+            .await
+            .status,
+        200
+    );
 }
 
 /// Class 3: method-override headers would let a POST run the DELETE handler behind a rule that
@@ -224,11 +241,24 @@ async fn method_override_headers_never_reach_the_upstream() {
         ("x_http_method", "DELETE"),
     ];
     let t = h.token(&[]);
-    assert_eq!(g.call("POST", "/api/items/1", Some(&t), &overrides).await.status, 200);
-    assert_eq!(g.call("POST", "/public/items/1", None, &overrides).await.status, 200);
+    assert_eq!(
+        g.call("POST", "/api/items/1", Some(&t), &overrides)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        g.call("POST", "/public/items/1", None, &overrides)
+            .await
+            .status,
+        200
+    );
     for seen in h.upstream.seen() {
         for (name, _) in seen.headers.iter() {
-            assert!(!name.as_str().contains("method"), "{name} reached the upstream");
+            assert!(
+                !name.as_str().contains("method"),
+                "{name} reached the upstream"
+            );
         }
     }
 }
@@ -254,9 +284,19 @@ async fn escaped_reserved_characters_cannot_skip_a_rule() {
     // Double encoding stays what it is: `%2524batch` is a different resource to every framework.
     assert_eq!(h.upstream.count(), 0);
     let admin = h.token(&["App.Admin"]);
-    assert_eq!(g.call("POST", "/odata/%24batch", Some(&admin), &[]).await.status, 200);
+    assert_eq!(
+        g.call("POST", "/odata/%24batch", Some(&admin), &[])
+            .await
+            .status,
+        200
+    );
     assert_eq!(h.upstream.last().uri, "/odata/$batch");
-    assert_eq!(g.call("GET", "/public/a%7cb%28c%29", None, &[]).await.status, 200);
+    assert_eq!(
+        g.call("GET", "/public/a%7cb%28c%29", None, &[])
+            .await
+            .status,
+        200
+    );
     assert_eq!(h.upstream.last().uri, "/public/a%7Cb(c)");
 }
 
@@ -276,7 +316,10 @@ async fn header_names_with_underscores_never_reach_the_upstream() {
     ];
     assert_eq!(g.call("GET", "/public/me", None, &forged).await.status, 200);
     let t = h.token(&[]);
-    assert_eq!(g.call("GET", "/api/me", Some(&t), &forged).await.status, 200);
+    assert_eq!(
+        g.call("GET", "/api/me", Some(&t), &forged).await.status,
+        200
+    );
     for seen in h.upstream.seen() {
         for (name, value) in seen.headers.iter() {
             assert!(!name.as_str().contains('_'), "{name} reached the upstream");
@@ -310,10 +353,16 @@ const FRONT_END: &[(&str, &str)] = &[
 async fn front_end_headers_pass_only_from_a_trusted_front_end() {
     let h = Harness::unstarted().await;
     let g = Gate::start(&h, |t| t).await;
-    assert_eq!(g.call("GET", "/public/x", None, FRONT_END).await.status, 200);
+    assert_eq!(
+        g.call("GET", "/public/x", None, FRONT_END).await.status,
+        200
+    );
     let seen = h.upstream.last();
     for (name, _) in FRONT_END {
-        assert!(!seen.headers.contains_key(*name), "{name} reached the upstream");
+        assert!(
+            !seen.headers.contains_key(*name),
+            "{name} reached the upstream"
+        );
     }
     assert_eq!(seen.headers["x-forwarded-for"], "127.0.0.1");
     drop(g);
@@ -322,7 +371,13 @@ async fn front_end_headers_pass_only_from_a_trusted_front_end() {
         t.replace("[admin]", "trust_forwarded_headers = true\n[admin]")
     })
     .await;
-    assert_eq!(trusting.call("GET", "/public/x", None, FRONT_END).await.status, 200);
+    assert_eq!(
+        trusting
+            .call("GET", "/public/x", None, FRONT_END)
+            .await
+            .status,
+        200
+    );
     let seen = h.upstream.last();
     for (name, value) in FRONT_END {
         let cert = name.to_ascii_lowercase().contains("cert");
@@ -349,7 +404,10 @@ async fn connect_and_trace_are_refused_everywhere() {
             let r = g.call(method, path, token, &[]).await;
             r.assert_refused(405, "method_not_allowed");
             let allow = r.headers["allow"].to_str().unwrap();
-            assert!(!allow.contains("TRACE") && !allow.contains("CONNECT"), "{allow}");
+            assert!(
+                !allow.contains("TRACE") && !allow.contains("CONNECT"),
+                "{allow}"
+            );
         }
     }
     for target in ["127.0.0.1:9", "/public/x"] {
@@ -388,7 +446,10 @@ async fn a_kid_published_three_times_trusts_none_of_them() {
         .assert_refused(401, "unknown_kid");
     assert_eq!(h.upstream.count(), 0);
     // The unambiguous key still works.
-    assert_eq!(g.call("GET", "/api", Some(&h.token(&[])), &[]).await.status, 200);
+    assert_eq!(
+        g.call("GET", "/api", Some(&h.token(&[])), &[]).await.status,
+        200
+    );
 }
 
 /// Class 9: a signed token that (almost) never expires is refused; Entra managed-identity tokens
@@ -422,11 +483,19 @@ async fn tokens_living_beyond_max_token_lifetime_are_refused() {
     }
     assert_eq!(h.upstream.count(), 0);
     let managed_identity = token(Some(now_f - 300.0), now_f - 300.0 + 86_700.0);
-    assert_eq!(g.call("GET", "/api", Some(&managed_identity), &[]).await.status, 200);
+    assert_eq!(
+        g.call("GET", "/api", Some(&managed_identity), &[])
+            .await
+            .status,
+        200
+    );
 
     // Configurable: a tighter bound refuses that same token.
     let tight = Gate::start(&h, |t| {
-        t.replace("excluded_paths", "max_token_lifetime = \"2h\"\nexcluded_paths")
+        t.replace(
+            "excluded_paths",
+            "max_token_lifetime = \"2h\"\nexcluded_paths",
+        )
     })
     .await;
     tight
