@@ -28,6 +28,7 @@ pub mod config;
 pub mod dev;
 pub mod metrics;
 pub mod net;
+pub mod refresh;
 pub mod snapshot;
 
 // The paths these modules had before the callee/net split (issue 10), kept so code written
@@ -68,7 +69,7 @@ pub struct Running {
     /// The admin listener's bound address.
     pub admin_addr: SocketAddr,
     cell: Arc<SnapshotCell>,
-    keys: Arc<keys::KeyControl>,
+    key_fetcher: Arc<keys::KeyFetcher>,
     shutdown: watch::Sender<bool>,
     servers: Vec<JoinHandle<()>>,
     fetcher: JoinHandle<()>,
@@ -92,18 +93,18 @@ pub async fn start(config: Config) -> io::Result<Running> {
         Keys::Pending,
     )));
     let metrics = Arc::new(metrics::Metrics::new());
-    let key_control = Arc::new(keys::KeyControl::new());
-    let fetcher = tokio::spawn(keys::run_fetcher(
+    let key_fetcher = Arc::new(keys::KeyFetcher::new(
         cell.clone(),
-        key_control.clone(),
         metrics.clone(),
+        &config.extra_ca_certs,
     ));
+    let fetcher = tokio::spawn(key_fetcher.clone().run());
 
     let proxy = Arc::new(pipeline::Proxy::new(
         cell.clone(),
         validate::cache::TokenCache::new(config.cache.max_entries, config.cache.max_bytes),
         metrics.clone(),
-        key_control.clone(),
+        key_fetcher.clone(),
         forward::Upstream::new(&config.upstream, &config.extra_ca_certs),
     ));
     let (shutdown, rx) = watch::channel(false);
@@ -132,7 +133,7 @@ pub async fn start(config: Config) -> io::Result<Running> {
         public_addr,
         admin_addr,
         cell,
-        keys: key_control,
+        key_fetcher,
         shutdown,
         servers: vec![public_server, admin_server],
         fetcher,
@@ -156,7 +157,7 @@ impl Running {
             && config.auth.algorithms == current.config.auth.algorithms;
         snapshot::store_config(&self.cell, Arc::new(config));
         if !same_key_source {
-            self.keys.refresh_now();
+            self.key_fetcher.refresh_now();
         }
         Ok(())
     }

@@ -27,7 +27,7 @@ use hyper::body::Incoming;
 use crate::authorize::{self, Access};
 use crate::extract;
 use crate::forward::Upstream;
-use crate::keys::KeyControl;
+use crate::keys::KeyFetcher;
 use crate::listener::Conn;
 use crate::metrics::Metrics;
 use crate::normalize;
@@ -54,8 +54,8 @@ pub struct Proxy {
     pub cache: TokenCache,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    /// Unknown-`kid` refreshes.
-    pub keys: Arc<KeyControl>,
+    /// Signing keys, asked for a refresh after an unknown `kid`.
+    pub key_fetcher: Arc<KeyFetcher>,
     upstream: Upstream,
     request_ids: RequestIds,
 }
@@ -66,14 +66,14 @@ impl Proxy {
         cell: Arc<SnapshotCell>,
         cache: TokenCache,
         metrics: Arc<Metrics>,
-        keys: Arc<KeyControl>,
+        key_fetcher: Arc<KeyFetcher>,
         upstream: Upstream,
     ) -> Proxy {
         Proxy {
             cell,
             cache,
             metrics,
-            keys,
+            key_fetcher,
             upstream,
             request_ids: RequestIds::new(),
         }
@@ -162,7 +162,7 @@ impl Proxy {
             Err(Rejection::UnknownKeyId) => {
                 let k = &snap.config.keys;
                 if !self
-                    .keys
+                    .key_fetcher
                     .unknown_kid(k.unknown_kid_cooldown, k.unknown_kid_wait)
                     .await
                 {
