@@ -340,7 +340,9 @@ fn target(r: &mut Rng, method: &str, base: &str) -> String {
         }
         0..=1 => "*".into(),
         2..=8 => format!("http://{{HOST}}{}", path(r, base)),
-        9..=10 => format!("http://{FORGED}.example{}", path(r, base)),
+        // Another authority than ours. Not marked as forged: like a `Host` header it is the
+        // client's to choose, and `X-Forwarded-Host` rightly reports it.
+        9..=10 => format!("http://elsewhere.example{}", path(r, base)),
         _ => path(r, base),
     }
 }
