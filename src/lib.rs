@@ -27,6 +27,7 @@ pub mod config;
 pub mod dev;
 pub mod extract;
 pub mod forward;
+pub mod grpc;
 pub mod guard;
 pub mod keys;
 pub mod listener;

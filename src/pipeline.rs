@@ -83,6 +83,7 @@ impl Proxy {
     pub async fn handle(&self, mut req: Request<Incoming>, conn: Conn) -> Response<Body> {
         let request_id = rewrite::request_id(req.headers_mut(), &self.request_ids);
         let method = req.method().clone();
+        let grpc = crate::grpc::is_grpc(req.headers());
         let peer = conn.peer;
         let outcome = match conn.state.violation() {
             Some(_) => Err(Rejection::AmbiguousFraming),
@@ -109,7 +110,7 @@ impl Proxy {
                     request_id = request_id.to_str().unwrap_or(""),
                     "request denied"
                 );
-                let mut resp = respond::rejection(rejection);
+                let mut resp = respond::rejection_for(rejection, grpc);
                 resp.headers_mut()
                     .insert(rewrite::X_REQUEST_ID.clone(), request_id);
                 resp
