@@ -5,11 +5,13 @@
 //! - `Authorization` is removed: the token is a credential of the caller and never reaches the
 //!   upstream (nor any log);
 //! - every client-sent header named `X-MS-CLIENT-PRINCIPAL*` or `X-MS-TOKEN-*`, in any case, is
-//!   removed, so only we can set identity;
+//!   removed, so only we can set identity; so is `X-ARR-ClientCert`, which only a verified TLS
+//!   client certificate sets;
 //! - hop-by-hop headers (RFC 9110 §7.6.1: `Connection` and the fields it lists, `Keep-Alive`,
 //!   `Proxy-Connection`, `TE`, `Transfer-Encoding`, `Upgrade`, `Proxy-Authorization`) are removed;
-//! - `X-Forwarded-For` gets the peer address, `X-Forwarded-Proto` and `X-Forwarded-Host` are set
-//!   (kept from the client only when `upstream.trust_forwarded_headers`);
+//! - `X-Forwarded-For` gets the peer address, `X-Forwarded-Proto` (`https` on the TLS listener)
+//!   and `X-Forwarded-Host` are set (kept from the client only when
+//!   `upstream.trust_forwarded_headers`);
 //! - `X-Request-Id` is kept when the client sent a well-formed one, otherwise generated.
 //!
 //! Then, for authenticated requests only, EasyAuth's identity headers are added.
@@ -33,6 +35,8 @@ pub static X_MS_CLIENT_PRINCIPAL_NAME: HeaderName =
 /// `X-MS-CLIENT-PRINCIPAL-IDP`.
 pub static X_MS_CLIENT_PRINCIPAL_IDP: HeaderName =
     HeaderName::from_static("x-ms-client-principal-idp");
+/// `X-ARR-ClientCert`: the client's verified TLS certificate, base64 DER (App Service's name).
+pub static X_ARR_CLIENT_CERT: HeaderName = HeaderName::from_static("x-arr-clientcert");
 /// `X-Request-Id`.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -72,6 +76,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// Removes the token and any client-supplied identity header.
 pub fn strip_credentials(headers: &mut HeaderMap) {
     headers.remove(header::AUTHORIZATION);
+    headers.remove(&X_ARR_CLIENT_CERT);
     // Header names are stored lower-case, so a byte prefix test covers every spelling.
     let is_identity = |n: &HeaderName| {
         let s = n.as_str();
@@ -101,11 +106,26 @@ pub fn set_identity(headers: &mut HeaderMap, identity: &IdentityHeaders) {
     );
 }
 
+/// Sets `X-ARR-ClientCert` to the verified client certificate (after `strip_credentials`).
+pub fn set_client_cert(headers: &mut HeaderMap, cert: &HeaderValue) {
+    headers.insert(X_ARR_CLIENT_CERT.clone(), cert.clone());
+}
+
+/// The scheme the client used, for `X-Forwarded-Proto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// Plain HTTP.
+    Http,
+    /// TLS on the public listener.
+    Https,
+}
+
 /// Sets `X-Forwarded-For/-Proto/-Host`. `host` is the authority the client addressed.
 pub fn set_forwarded(
     headers: &mut HeaderMap,
     peer: IpAddr,
     host: Option<&HeaderValue>,
+    scheme: Scheme,
     trust: bool,
 ) {
     let peer_text = peer.to_string();
@@ -117,7 +137,11 @@ pub fn set_forwarded(
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
     if !trust || !headers.contains_key(&X_FORWARDED_PROTO) {
-        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+        let proto = match scheme {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        };
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
     }
     if !trust || !headers.contains_key(&X_FORWARDED_HOST) {
         match host {
@@ -191,6 +215,7 @@ mod tests {
             "X-MS-CLIENT-PRINCIPALX",
             "x-ms-token-aad-access-token",
             "authorization",
+            "X-ARR-ClientCert",
         ] {
             h.insert(
                 HeaderName::from_bytes(name.as_bytes()).unwrap(),
