@@ -13,7 +13,8 @@
 //!   stream is never cut by it. A client `deadline` (gRPC's `grpc-timeout`), when given, bounds
 //!   the wait for the head from the request's arrival. Either expiry answers 504. Nothing is
 //!   retried: the request body may be half sent.
-//! - https upstreams (and https IdPs) are verified against the system's CA certificates.
+//! - https upstreams are verified against the system's CA certificates plus `tls.ca_file`
+//!   ([`crate::net::client`] builds the connectors).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -23,63 +24,14 @@ use http::{Request, Response, Version};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::{Either, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnectorBuilder;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::pki_types::CertificateDer;
 use tokio::sync::oneshot;
 
 use crate::config::{UpstreamConfig, UpstreamProtocol};
+use crate::net::client::{connector_for, Alpn, HttpsConnector};
 use crate::reject::Rejection;
-
-/// TCP plus optional TLS.
-pub type HttpsConnector = hyper_rustls::HttpsConnector<HttpConnector>;
-
-/// Builds the connector used for the upstream and for the IdP: the system's CA certificates
-/// plus `extra_ca`.
-pub fn https_connector(
-    connect_timeout: Duration,
-    extra_ca: &[CertificateDer<'static>],
-) -> HttpsConnector {
-    connector(connect_timeout, extra_ca, Protocol::Http1)
-}
-
-/// The connector for one protocol: ALPN offers exactly that protocol on https.
-fn connector(
-    connect_timeout: Duration,
-    extra_ca: &[CertificateDer<'static>],
-    protocol: Protocol,
-) -> HttpsConnector {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(connect_timeout));
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    for error in &native.errors {
-        tracing::warn!(%error, "loading system CA certificates");
-    }
-    let (added, _ignored) = roots.add_parsable_certificates(native.certs);
-    for cert in extra_ca {
-        if let Err(error) = roots.add(cert.clone()) {
-            tracing::warn!(%error, "tls.ca_file: certificate not usable as a trust anchor");
-        }
-    }
-    if added == 0 && extra_ca.is_empty() {
-        tracing::warn!("no CA certificates: https upstreams and IdPs will fail");
-    }
-    let tls = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let builder = HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http();
-    match protocol {
-        Protocol::Http1 => builder.enable_http1().wrap_connector(http),
-        Protocol::Http2 => builder.enable_http2().wrap_connector(http),
-    }
-}
 
 /// The protocol one request is sent upstream with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,7 +78,7 @@ impl Upstream {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(cfg.pool_idle_timeout)
             .pool_max_idle_per_host(1024)
-            .build(connector(cfg.connect_timeout, extra_ca, Protocol::Http1));
+            .build(connector_for(cfg.connect_timeout, extra_ca, Alpn::Http1));
         let http2 = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(cfg.pool_idle_timeout)
@@ -135,7 +87,7 @@ impl Upstream {
             // Dead connections are noticed between requests, not by the next caller.
             .http2_keep_alive_interval(Duration::from_secs(30))
             .http2_keep_alive_while_idle(true)
-            .build(connector(cfg.connect_timeout, extra_ca, Protocol::Http2));
+            .build(connector_for(cfg.connect_timeout, extra_ca, Alpn::Http2));
         Upstream { http1, http2 }
     }
 

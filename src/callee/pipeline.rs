@@ -24,9 +24,10 @@ use http_body_util::Either;
 use hyper::body::Incoming;
 
 use crate::authorize::{self, Access};
+use crate::callee::upgrade;
 use crate::extract;
 use crate::forward::{Protocol, Upstream};
-use crate::keys::KeyControl;
+use crate::keys::KeyFetcher;
 use crate::listener::Conn;
 use crate::metrics::Metrics;
 use crate::normalize;
@@ -34,7 +35,6 @@ use crate::reject::Rejection;
 use crate::respond::{self, Body};
 use crate::rewrite::{self, RequestIds};
 use crate::snapshot::{Keys, Snapshot, SnapshotCell};
-use crate::upgrade;
 use crate::validate::cache::{CachedIdentity, TokenCache};
 use crate::validate::validate;
 
@@ -54,8 +54,8 @@ pub struct Proxy {
     pub cache: TokenCache,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    /// Unknown-`kid` refreshes.
-    pub keys: Arc<KeyControl>,
+    /// Signing keys, asked for a refresh after an unknown `kid`.
+    pub key_fetcher: Arc<KeyFetcher>,
     upstream: Upstream,
     request_ids: RequestIds,
 }
@@ -66,14 +66,14 @@ impl Proxy {
         cell: Arc<SnapshotCell>,
         cache: TokenCache,
         metrics: Arc<Metrics>,
-        keys: Arc<KeyControl>,
+        key_fetcher: Arc<KeyFetcher>,
         upstream: Upstream,
     ) -> Proxy {
         Proxy {
             cell,
             cache,
             metrics,
-            keys,
+            key_fetcher,
             upstream,
             request_ids: RequestIds::new(),
         }
@@ -83,9 +83,9 @@ impl Proxy {
     pub async fn handle(&self, mut req: Request<Incoming>, conn: Conn) -> Response<Body> {
         let request_id = rewrite::request_id(req.headers_mut(), &self.request_ids);
         let method = req.method().clone();
-        let grpc = crate::grpc::is_grpc(req.headers());
+        let grpc = crate::callee::grpc::is_grpc(req.headers());
         // gRPC's own deadline runs from the call's arrival, whatever we do before forwarding.
-        let deadline = crate::grpc::timeout(req.headers()).map(|t| (Instant::now() + t, t));
+        let deadline = crate::callee::grpc::timeout(req.headers()).map(|t| (Instant::now() + t, t));
         let peer = conn.peer;
         let outcome = match conn.state.violation() {
             Some(_) => Err(Rejection::AmbiguousFraming),
@@ -164,7 +164,7 @@ impl Proxy {
             Err(Rejection::UnknownKeyId) => {
                 let k = &snap.config.keys;
                 if !self
-                    .keys
+                    .key_fetcher
                     .unknown_kid(k.unknown_kid_cooldown, k.unknown_kid_wait)
                     .await
                 {

@@ -26,6 +26,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
+pub mod fixture;
+
 /// The tenant id the dev issuer pretends to be.
 pub const DEV_TENANT: &str = "00000000-0000-4000-8000-00000000c0de";
 /// The audience dev tokens are minted for.

@@ -21,8 +21,8 @@ use http::Uri;
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
+pub use crate::net::tls::{ClientAuth, ListenTls};
 use crate::normalize::Prefix;
-pub use crate::tls::{ClientAuth, ListenTls};
 use crate::validate::Algorithm;
 
 /// Everything the proxy needs, parsed and checked.

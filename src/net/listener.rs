@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::config::LimitsConfig;
 use crate::guard::{ConnState, GuardedStream};
-use crate::tls;
+use crate::net::tls;
 
 /// What a handler knows about the connection a request came on.
 #[derive(Clone)]

@@ -15,7 +15,7 @@ use http::{HeaderValue, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
-use crate::grpc;
+use crate::callee::grpc;
 use crate::reject::{ChallengeError, Rejection};
 
 /// Response bodies: streamed from the upstream, or generated here.
