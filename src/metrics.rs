@@ -21,7 +21,7 @@ pub struct Metrics {
     registry: Registry,
     allowed: IntCounter,
     anonymous: IntCounter,
-    denied: Vec<IntCounter>,
+    denied: [IntCounter; Rejection::COUNT],
     upstream_class: [IntCounter; 5],
     upstream_latency: Histogram,
     jwks_ok: IntCounter,
@@ -132,10 +132,7 @@ impl Metrics {
         Metrics {
             allowed: requests.with_label_values(&["allowed"]),
             anonymous: requests.with_label_values(&["anonymous"]),
-            denied: Rejection::ALL
-                .iter()
-                .map(|r| requests.with_label_values(&[r.label()]))
-                .collect(),
+            denied: Rejection::ALL.map(|r| requests.with_label_values(&[r.label()])),
             upstream_class: ["1xx", "2xx", "3xx", "4xx", "5xx"]
                 .map(|c| upstream.with_label_values(&[c])),
             upstream_latency,
