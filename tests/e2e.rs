@@ -25,6 +25,8 @@ mod hostile;
 mod keys;
 #[path = "e2e/paths.rs"]
 mod paths;
+#[path = "e2e/policy.rs"]
+mod policy;
 #[path = "e2e/tls.rs"]
 mod tls;
 #[path = "e2e/upstream.rs"]

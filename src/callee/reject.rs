@@ -152,7 +152,10 @@ rejections! {
     NotYetValid => "token_not_yet_valid", INVALID_TOKEN;
     /// `iss` is not exactly one of `auth.issuers`.
     InvalidIssuer => "invalid_issuer", INVALID_TOKEN;
-    /// No `aud` value is one of `auth.audiences`.
+    /// The key's JWKS `issuer` pins it to another tenant (or issuer) than the token's.
+    KeyIssuerMismatch => "key_issuer_mismatch", INVALID_TOKEN;
+    /// No `aud` value is accepted on this route (`auth.audiences`, or the matching rules'
+    /// `audiences`, each of which must be satisfied).
     InvalidAudience => "invalid_audience", INVALID_TOKEN;
     /// `appid` and `azp` both present and different: we will not guess which one is the caller.
     AmbiguousApplication => "ambiguous_application", INVALID_TOKEN;
@@ -160,6 +163,8 @@ rejections! {
     ApplicationNotAllowed => "application_not_allowed", INSUFFICIENT_SCOPE;
     /// The caller principal (`oid`) is not in `auth.allowed_principals`.
     PrincipalNotAllowed => "principal_not_allowed", INSUFFICIENT_SCOPE;
+    /// The caller's tenant (`tid`) is not in `auth.tenants`.
+    TenantNotAllowed => "tenant_not_allowed", INSUFFICIENT_SCOPE;
     /// A matching `[[auth.rules]]` requires a role the token's `roles` claim does not hold.
     MissingRole => "missing_role", INSUFFICIENT_SCOPE;
     /// No signing keys have been loaded yet: fail closed until the IdP answers.
@@ -189,6 +194,23 @@ impl Rejection {
     /// The RFC 6750 error code for the `WWW-Authenticate` challenge.
     pub const fn challenge(self) -> ChallengeError {
         self.answer().challenge
+    }
+
+    /// Whether report mode may forward a request refused for this reason: token and
+    /// authorization failures (and missing keys, which say nothing about the caller). Malformed
+    /// requests (400/413: framing, ambiguous paths, two `Authorization` headers, oversized
+    /// bodies) stay refused, so report mode never widens what the callee can be confused by;
+    /// upstream failures (502/504) are not decisions at all.
+    pub const fn reportable(self) -> bool {
+        let a = self.answer();
+        !matches!(a.challenge, ChallengeError::InvalidRequest)
+            && !matches!(a.status.as_u16(), 502 | 504)
+    }
+
+    /// Whether the token itself was accepted, so that only an allow-list or a rule refused the
+    /// caller (403): report mode then forwards the identity headers too.
+    pub const fn token_accepted(self) -> bool {
+        matches!(self.answer().challenge, ChallengeError::InsufficientScope)
     }
 
     /// Position in [`Rejection::ALL`], for indexing pre-resolved counters. Always in range: `ALL`
@@ -237,6 +259,20 @@ mod tests {
             Rejection::UpstreamUnavailable.status(),
             StatusCode::BAD_GATEWAY
         );
+    }
+
+    #[test]
+    fn report_mode_never_forwards_malformed_requests() {
+        for r in Rejection::ALL {
+            let malformed = matches!(r.status().as_u16(), 400 | 413);
+            let upstream = matches!(r.status().as_u16(), 502 | 504);
+            assert_eq!(r.reportable(), !malformed && !upstream, "{r:?}");
+            assert_eq!(
+                r.token_accepted(),
+                r.status() == StatusCode::FORBIDDEN,
+                "{r:?}"
+            );
+        }
     }
 
     #[test]
