@@ -7,6 +7,8 @@ mod proto_support;
 #[path = "e2e/support.rs"]
 mod support;
 
+#[path = "e2e/agreement_classes.rs"]
+mod agreement_classes;
 #[path = "e2e/authn.rs"]
 mod authn;
 #[path = "e2e/authz.rs"]

@@ -152,6 +152,8 @@ impl Proxy {
     ) -> Result<Response<Body>, Rejection> {
         let mut snap = self.cell.load_full();
 
+        // One reading of the method, shared by us and every framework behind us.
+        authorize::screen_method(req.method())?;
         // Normalize: the path we authorize is the path the upstream gets.
         let target = upstream_target(&snap, req.uri())?;
         let path = target.path();
@@ -352,6 +354,7 @@ impl Proxy {
             upgrade::restore_headers(headers);
         }
         rewrite::strip_credentials(headers);
+        rewrite::strip_client_only(headers, up.trust_forwarded_headers);
         if let Some(id) = identity {
             rewrite::set_identity(headers, &id.headers);
             if up.forward_token {
