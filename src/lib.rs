@@ -69,6 +69,7 @@ pub struct Running {
     pub public_addr: SocketAddr,
     /// The admin listener's bound address.
     pub admin_addr: SocketAddr,
+    tls: Option<Arc<net::tls::Acceptor>>,
     cell: Arc<SnapshotCell>,
     key_fetcher: Arc<keys::KeyFetcher>,
     shutdown: watch::Sender<bool>,
@@ -87,6 +88,13 @@ pub async fn start(config: Config) -> io::Result<Running> {
         .map_err(|e| io::Error::new(e.kind(), format!("admin.address {}: {e}", config.admin)))?;
     let public_addr = public.local_addr()?;
     let admin_addr = admin.local_addr()?;
+    let tls = match &config.listen_tls {
+        None => None,
+        Some(files) => Some(Arc::new(
+            net::tls::Acceptor::load(files.clone())
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
+        )),
+    };
 
     let config = Arc::new(config);
     let cell: Arc<SnapshotCell> = Arc::new(ArcSwap::from_pointee(Snapshot::new(
@@ -113,6 +121,7 @@ pub async fn start(config: Config) -> io::Result<Running> {
     let public_server = tokio::spawn(listener::serve(
         public,
         limits.clone(),
+        tls.clone(),
         move |req, conn| {
             let proxy = proxy.clone();
             async move { proxy.handle(req, conn).await }
@@ -123,16 +132,24 @@ pub async fn start(config: Config) -> io::Result<Running> {
     let admin_server = tokio::spawn(listener::serve(
         admin,
         limits,
+        None,
         move |req, _conn| {
             let resp = admin::handle(&req, &admin_cell, &metrics);
             async move { resp }
         },
         rx,
     ));
-    tracing::info!(%public_addr, %admin_addr, upstream = %config.upstream.url, "tokengate listening");
+    tracing::info!(
+        %public_addr,
+        %admin_addr,
+        tls = tls.is_some(),
+        upstream = %config.upstream.url,
+        "tokengate listening"
+    );
     Ok(Running {
         public_addr,
         admin_addr,
+        tls,
         cell,
         key_fetcher,
         shutdown,
@@ -163,6 +180,16 @@ impl Running {
         Ok(())
     }
 
+    /// Re-reads the public listener's certificate, key and client CA files (SIGHUP). Without
+    /// TLS there is nothing to do. On error the current certificate stays in use and the error
+    /// names the file; connections are never dropped either way.
+    pub fn reload_tls(&self) -> Result<bool, String> {
+        match &self.tls {
+            None => Ok(false),
+            Some(tls) => tls.reload().map(|()| true),
+        }
+    }
+
     /// Whether signing keys are loaded.
     pub fn ready(&self) -> bool {
         self.cell.load().ready()
@@ -183,6 +210,10 @@ fn restart_required(old: &Config, new: &Config) -> Vec<&'static str> {
     let (o, n) = (&old.limits, &new.limits);
     let checks = [
         ("listen.address", old.listen != new.listen),
+        (
+            "listen.tls_* (file paths; their contents reload)",
+            old.listen_tls != new.listen_tls,
+        ),
         ("admin.address", old.admin != new.admin),
         (
             "upstream.connect_timeout",
