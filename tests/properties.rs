@@ -82,7 +82,7 @@ roles = ["App.Secret"]
 "#;
 
 static AUTH: LazyLock<AuthConfig> =
-    LazyLock::new(|| Config::from_toml(POLICY).expect("test policy").auth);
+    LazyLock::new(|| Config::from_toml(POLICY).expect("test policy").policy.auth);
 
 struct Caller(&'static [&'static str]);
 

@@ -17,7 +17,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::pki_types::CertificateDer;
 
-use crate::config::UpstreamConfig;
+use crate::config::UpstreamPool;
 use crate::net::client::{https_connector, HttpsConnector};
 use crate::reject::Rejection;
 
@@ -30,8 +30,8 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// A pooled client configured from `[upstream]`.
-    pub fn new(cfg: &UpstreamConfig, extra_ca: &[CertificateDer<'static>]) -> Upstream {
+    /// A pooled client configured from `[upstream]`'s start-only settings.
+    pub fn new(cfg: &UpstreamPool, extra_ca: &[CertificateDer<'static>]) -> Upstream {
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(cfg.pool_idle_timeout)

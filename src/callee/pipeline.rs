@@ -27,15 +27,15 @@ use hyper::body::Incoming;
 use crate::authorize::{self, Access};
 use crate::extract;
 use crate::forward::Upstream;
-use crate::keys::KeyFetcher;
 use crate::listener::Conn;
 use crate::metrics::Metrics;
 use crate::normalize;
 use crate::reject::Rejection;
 use crate::respond::{self, Body};
 use crate::rewrite::{self, RequestIds};
-use crate::snapshot::{Keys, Snapshot, SnapshotCell};
+use crate::snapshot::{SigningKeys, Snapshot, SnapshotCell};
 use crate::validate::cache::{CachedIdentity, TokenCache};
+use crate::validate::fetch::KeyFetcher;
 use crate::validate::validate;
 
 thread_local! {
@@ -129,7 +129,7 @@ impl Proxy {
         let path = target.path();
         let method = req.method();
 
-        let identity = match authorize::access(&snap.config.auth, path, method) {
+        let identity = match authorize::access(&snap.policy.auth, path, method) {
             Access::Anonymous if !is_auth_me(path) => None,
             _ => Some(
                 self.authenticate_with_refresh(&mut snap, req.headers(), path, method)
@@ -158,7 +158,7 @@ impl Proxy {
     ) -> Result<Arc<CachedIdentity>, Rejection> {
         match self.authenticate(snap, headers, path, method, unix_now()) {
             Err(Rejection::UnknownKeyId) => {
-                let k = &snap.config.keys;
+                let k = &snap.policy.key_refresh;
                 if !self
                     .key_fetcher
                     .unknown_kid(k.unknown_kid_cooldown, k.unknown_kid_wait)
@@ -182,11 +182,11 @@ impl Proxy {
         method: &Method,
         now: u64,
     ) -> Result<Arc<CachedIdentity>, Rejection> {
-        let auth = &snap.config.auth;
+        let auth = &snap.policy.auth;
         let token = extract::bearer_token(headers, auth.max_token_size)?;
         let keys = match &snap.keys {
-            Keys::Loaded(k) => k,
-            Keys::Pending => return Err(Rejection::NoSigningKeys),
+            SigningKeys::Loaded(k) => k,
+            SigningKeys::Pending => return Err(Rejection::NoSigningKeys),
         };
         let (hit, _) = self.cache.get(token, keys, snap.policy_generation, now);
         self.metrics.cache(hit.is_some());
@@ -196,7 +196,7 @@ impl Proxy {
         }
         let entry = SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
-            let verified = validate(token, &snap.policy(), keys, now, &mut scratch)?;
+            let verified = validate(token, &snap.validation(), keys, now, &mut scratch)?;
             authorize::authorize(auth, &verified.claims, path, method)?;
             CachedIdentity::new(token, &verified, snap.policy_generation)
                 .map_err(|_| Rejection::MalformedToken)
@@ -215,7 +215,7 @@ impl Proxy {
         identity: Option<&CachedIdentity>,
         peer: SocketAddr,
     ) -> Result<Response<Body>, Rejection> {
-        let up = &snap.config.upstream;
+        let up = &snap.policy.upstream;
         let (mut parts, body) = req.into_parts();
         // The authority the client addressed: Host for HTTP/1.1, :authority for h2.
         let client_host = parts
@@ -244,7 +244,7 @@ impl Proxy {
         }
         parts.uri = target;
         parts.version = Version::HTTP_11;
-        let body = match snap.config.limits.max_body_bytes {
+        let body = match snap.policy.max_body_bytes {
             None => Either::Left(body),
             Some(max) => {
                 let declared = parts
@@ -281,7 +281,7 @@ fn upstream_target(snap: &Snapshot, uri: &Uri) -> Result<Uri, Rejection> {
         None => path.into_owned(),
     };
     let pq = PathAndQuery::from_maybe_shared(pq).map_err(|_| Rejection::InvalidPath)?;
-    let base = &snap.config.upstream.url;
+    let base = &snap.policy.upstream.url;
     let mut parts = http::uri::Parts::default();
     parts.scheme = base.scheme().cloned();
     parts.authority = base.authority().cloned();
