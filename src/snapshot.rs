@@ -32,6 +32,7 @@ pub struct Snapshot {
     /// audiences, skew, ...) must be validated again, so the cache keys its entries by this.
     pub policy_generation: u64,
     clock_skew_secs: u64,
+    max_lifetime_secs: u64,
 }
 
 impl Snapshot {
@@ -42,11 +43,13 @@ impl Snapshot {
 
     fn with_generation(policy: Arc<Policy>, keys: SigningKeys, policy_generation: u64) -> Snapshot {
         let clock_skew_secs = policy.auth.clock_skew.as_secs();
+        let max_lifetime_secs = policy.auth.max_token_lifetime.as_secs();
         Snapshot {
             policy,
             keys,
             policy_generation,
             clock_skew_secs,
+            max_lifetime_secs,
         }
     }
 
@@ -55,9 +58,10 @@ impl Snapshot {
         let a = &self.policy.auth;
         ValidationPolicy {
             issuers: &a.issuers,
-            audiences: &a.audiences,
+            audiences: &a.token_audiences,
             algorithms: &a.algorithms,
             clock_skew_secs: self.clock_skew_secs,
+            max_lifetime_secs: self.max_lifetime_secs,
         }
     }
 

@@ -348,6 +348,30 @@ fn proxy_authenticate_hit_allocates_nothing() {
     eprintln!("Proxy::authenticate, warm miss (builds a cache entry): {miss_allocs} allocations");
 }
 
+/// `Proxy::decide` (the one decision function: anonymous access, validation, route audiences,
+/// tenants, allow-lists, rules, report mode) on a cache hit.
+#[test]
+fn proxy_decide_hit_allocates_nothing() {
+    let fx = Fixture::new();
+    let proxy = offline_proxy(fx.snapshot.clone(), 1000, Arc::new(Metrics::new()));
+    let now = unix_now();
+    let headers = bearer(&fx.token("RS256", 1, 9));
+    let snap = proxy.cell.load_full();
+    let allowed =
+        |d: &tokengate::pipeline::Decision| matches!(d, tokengate::pipeline::Decision::Allow(_));
+    assert!(allowed(&proxy.decide(
+        &snap,
+        &headers,
+        PATH,
+        &Method::GET,
+        now
+    )));
+    let (d, n) = allocations(|| proxy.decide(&snap, &headers, PATH, &Method::GET, now));
+    assert!(allowed(&d));
+    drop(d);
+    assert_eq!(n, 0, "Proxy::decide hit: {n} heap allocations");
+}
+
 /// The borrowing is an optimisation only: JSON-escaped strings (legal, if never seen from Entra)
 /// still validate, unescaped, through the allocating path.
 #[test]

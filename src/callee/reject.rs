@@ -53,6 +53,12 @@ impl Answer {
         challenge: ChallengeError::InsufficientScope,
         code: "insufficient_scope",
     };
+    /// 405: a method we never forward; not about credentials, so no challenge.
+    pub const METHOD_NOT_ALLOWED: Answer = Answer {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        challenge: ChallengeError::None,
+        code: "method_not_allowed",
+    };
     /// 503: we cannot decide yet (no signing keys); the client may retry.
     pub const UNAVAILABLE: Answer = Answer {
         status: StatusCode::SERVICE_UNAVAILABLE,
@@ -119,6 +125,12 @@ macro_rules! rejections {
 rejections! {
     /// The path cannot be made unambiguous (encoded slash, backslash, `;`, bad escape, …).
     InvalidPath => "invalid_path", INVALID_REQUEST;
+    /// The method is not spelled in upper case: Go's router and `r.Method` checks compare it as
+    /// sent while Flask, Django, Express and ASP.NET Core fold case, so no single reading exists.
+    InvalidMethod => "invalid_method", INVALID_REQUEST;
+    /// `CONNECT` or `TRACE` (or IIS's `TRACK`): a tunnel the client re-targets after we authorized
+    /// its path, or an echo of the request's headers. Refused on every path.
+    MethodNotAllowed => "method_not_allowed", METHOD_NOT_ALLOWED;
     /// The connection carried a request-smuggling shape (`Content-Length` with
     /// `Transfer-Encoding`, two `Content-Length`s, bare LF): every request on it is refused.
     AmbiguousFraming => "ambiguous_framing", INVALID_REQUEST;
@@ -150,9 +162,15 @@ rejections! {
     Expired => "token_expired", INVALID_TOKEN;
     /// `nbf` is in the future (beyond the allowed clock skew).
     NotYetValid => "token_not_yet_valid", INVALID_TOKEN;
+    /// `exp - iat`, or `exp - now`, exceeds `auth.max_token_lifetime` (plus skew for the latter):
+    /// a signed token that (almost) never expires is a credential nobody can revoke.
+    TokenLifetimeTooLong => "token_lifetime_too_long", INVALID_TOKEN;
     /// `iss` is not exactly one of `auth.issuers`.
     InvalidIssuer => "invalid_issuer", INVALID_TOKEN;
-    /// No `aud` value is one of `auth.audiences`.
+    /// The key's JWKS `issuer` pins it to another tenant (or issuer) than the token's.
+    KeyIssuerMismatch => "key_issuer_mismatch", INVALID_TOKEN;
+    /// No `aud` value is accepted on this route (`auth.audiences`, or the matching rules'
+    /// `audiences`, each of which must be satisfied).
     InvalidAudience => "invalid_audience", INVALID_TOKEN;
     /// `appid` and `azp` both present and different: we will not guess which one is the caller.
     AmbiguousApplication => "ambiguous_application", INVALID_TOKEN;
@@ -160,6 +178,8 @@ rejections! {
     ApplicationNotAllowed => "application_not_allowed", INSUFFICIENT_SCOPE;
     /// The caller principal (`oid`) is not in `auth.allowed_principals`.
     PrincipalNotAllowed => "principal_not_allowed", INSUFFICIENT_SCOPE;
+    /// The caller's tenant (`tid`) is not in `auth.tenants`.
+    TenantNotAllowed => "tenant_not_allowed", INSUFFICIENT_SCOPE;
     /// A matching `[[auth.rules]]` requires a role the token's `roles` claim does not hold.
     MissingRole => "missing_role", INSUFFICIENT_SCOPE;
     /// No signing keys have been loaded yet: fail closed until the IdP answers.
@@ -191,6 +211,23 @@ impl Rejection {
         self.answer().challenge
     }
 
+    /// Whether report mode may forward a request refused for this reason: token and
+    /// authorization failures (and missing keys, which say nothing about the caller). Malformed
+    /// requests (400/413: framing, ambiguous paths, two `Authorization` headers, oversized
+    /// bodies) stay refused, so report mode never widens what the callee can be confused by;
+    /// upstream failures (502/504) are not decisions at all.
+    pub const fn reportable(self) -> bool {
+        let a = self.answer();
+        !matches!(a.challenge, ChallengeError::InvalidRequest)
+            && !matches!(a.status.as_u16(), 502 | 504)
+    }
+
+    /// Whether the token itself was accepted, so that only an allow-list or a rule refused the
+    /// caller (403): report mode then forwards the identity headers too.
+    pub const fn token_accepted(self) -> bool {
+        matches!(self.answer().challenge, ChallengeError::InsufficientScope)
+    }
+
     /// Position in [`Rejection::ALL`], for indexing pre-resolved counters. Always in range: `ALL`
     /// is written by the same macro as the enum, in declaration order.
     pub const fn index(self) -> usize {
@@ -217,6 +254,15 @@ mod tests {
         assert_eq!(Rejection::Expired.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(Rejection::MissingRole.status(), StatusCode::FORBIDDEN);
         assert_eq!(Rejection::InvalidPath.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(Rejection::InvalidMethod.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            Rejection::MethodNotAllowed.status(),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        assert_eq!(
+            Rejection::TokenLifetimeTooLong.status(),
+            StatusCode::UNAUTHORIZED
+        );
         assert_eq!(
             Rejection::AmbiguousFraming.status(),
             StatusCode::BAD_REQUEST
@@ -240,6 +286,20 @@ mod tests {
     }
 
     #[test]
+    fn report_mode_never_forwards_malformed_requests() {
+        for r in Rejection::ALL {
+            let malformed = matches!(r.status().as_u16(), 400 | 413);
+            let upstream = matches!(r.status().as_u16(), 502 | 504);
+            assert_eq!(r.reportable(), !malformed && !upstream, "{r:?}");
+            assert_eq!(
+                r.token_accepted(),
+                r.status() == StatusCode::FORBIDDEN,
+                "{r:?}"
+            );
+        }
+    }
+
+    #[test]
     fn error_codes_match_their_status() {
         for r in Rejection::ALL {
             let Answer { status, code, .. } = r.answer();
@@ -247,6 +307,7 @@ mod tests {
                 400 | 413 => &["invalid_request"],
                 401 => &["unauthorized", "invalid_token"],
                 403 => &["insufficient_scope"],
+                405 => &["method_not_allowed"],
                 502 => &["bad_gateway"],
                 503 => &["temporarily_unavailable"],
                 504 => &["gateway_timeout"],

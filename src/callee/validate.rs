@@ -10,8 +10,13 @@
 //!    `jwk` is ever read), and that key is pinned to this `alg`;
 //! 4. the signature verifies with that key;
 //! 5. `exp` is a number and not in the past, `nbf` (if present) a number and not in the future,
-//!    both with `auth.clock_skew`; `iss` is a string exactly equal to a configured issuer; `aud`
-//!    (string or array) holds a configured audience; `appid` and `azp` do not disagree.
+//!    both with `auth.clock_skew`; the token lives no longer than `auth.max_token_lifetime`:
+//!    `exp - iat` (when `iat`, a number, is present) and `exp - now` (always, plus the skew, so an
+//!    absent or future `iat` cannot stretch it) are both within it; `iss` is a string exactly equal to a configured issuer, or to
+//!    a `{tenantid}` template with the token's `tid` (which must then be a GUID) in its place;
+//!    the key's JWKS `issuer` pin admits this token's tenant; `aud` (string or array) holds an
+//!    audience some route accepts (which route accepts which is `authorize`'s business);
+//!    `appid` and `azp` do not disagree.
 //!
 //! Nothing here allocates for a token without JSON string escapes (every Entra token): parts are
 //! decoded into stack buffers or the caller's reused scratch buffer, JSON is read with borrowed
@@ -31,8 +36,9 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, SeqAccess, Visi
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::config::issuer_matches;
 use crate::reject::Rejection;
-pub use jwks::{KeyEntry, KeySet};
+pub use jwks::{KeyEntry, KeyPin, KeySet};
 
 /// Largest decoded JWS header we accept; Entra's are under 300 bytes.
 const MAX_HEADER: usize = 2048;
@@ -114,14 +120,16 @@ impl fmt::Display for Algorithm {
 /// The parts of the auth policy validation needs, borrowed from the snapshot.
 #[derive(Debug, Clone, Copy)]
 pub struct ValidationPolicy<'p> {
-    /// Accepted `iss` values.
+    /// Accepted `iss` values and `{tenantid}` templates.
     pub issuers: &'p [String],
-    /// Accepted `aud` values.
+    /// Every `aud` value some route accepts.
     pub audiences: &'p [String],
     /// Accepted algorithms.
     pub algorithms: &'p [Algorithm],
     /// Skew in whole seconds.
     pub clock_skew_secs: u64,
+    /// `auth.max_token_lifetime` in whole seconds.
+    pub max_lifetime_secs: u64,
 }
 
 /// A token that passed every check, with borrowed views into its verified payload.
@@ -147,12 +155,16 @@ pub struct Claims<'a> {
     exp: Option<&'a RawValue>,
     #[serde(borrow, default)]
     nbf: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    iat: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "borrowed_str")]
     appid: Option<Cow<'a, str>>,
     #[serde(borrow, default, deserialize_with = "borrowed_str")]
     azp: Option<Cow<'a, str>>,
     #[serde(borrow, default, deserialize_with = "borrowed_str")]
     oid: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "borrowed_str")]
+    tid: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     roles: Option<&'a RawValue>,
 }
@@ -167,6 +179,29 @@ impl<'a> Claims<'a> {
     /// The caller's object id.
     pub fn object_id(&self) -> Option<&str> {
         self.oid.as_deref()
+    }
+
+    /// The caller's tenant (`tid`).
+    pub fn tenant_id(&self) -> Option<&str> {
+        self.tid.as_deref()
+    }
+
+    /// The `iss` claim (validation proved it is a string).
+    pub fn issuer(&self) -> Option<&str> {
+        self.iss.as_deref()
+    }
+
+    /// The raw `aud` claim, already proven to be a string or an array of strings.
+    pub(crate) fn audiences_raw(&self) -> Option<&RawValue> {
+        self.aud
+    }
+
+    /// Whether `aud` (string or array) holds any of `wanted`.
+    pub fn has_any_audience(&self, wanted: &[String]) -> bool {
+        match self.aud {
+            None => false,
+            Some(raw) => any_string(raw, |a| wanted.iter().any(|w| w == a)).unwrap_or(false),
+        }
     }
 
     /// The raw `roles` claim, already proven to be a string or an array of strings.
@@ -256,10 +291,14 @@ pub fn validate<'s>(
     };
     let claims: Claims<'s> = parse_object(payload)?;
 
-    let expires_at = check_times(&claims, now, policy.clock_skew_secs)?;
-    match claims.iss.as_deref() {
-        Some(iss) if policy.issuers.iter().any(|i| i == iss) => {}
+    let expires_at = check_times(&claims, now, policy)?;
+    let tid = claims.tid.as_deref();
+    let iss = match claims.iss.as_deref() {
+        Some(iss) if policy.issuers.iter().any(|i| issuer_matches(i, iss, tid)) => iss,
         _ => return Err(Rejection::InvalidIssuer),
+    };
+    if !key.pin().admits(iss, tid) {
+        return Err(Rejection::KeyIssuerMismatch);
     }
     let aud_ok = claims
         .aud
@@ -288,8 +327,13 @@ pub fn validate<'s>(
     })
 }
 
-/// Checks `exp` and `nbf` and returns `exp` in whole seconds.
-fn check_times(claims: &Claims<'_>, now: u64, skew: u64) -> Result<u64, Rejection> {
+/// Checks `exp`, `nbf` and the lifetime bound, and returns `exp` in whole seconds.
+fn check_times(
+    claims: &Claims<'_>,
+    now: u64,
+    policy: &ValidationPolicy<'_>,
+) -> Result<u64, Rejection> {
+    let skew = policy.clock_skew_secs;
     let exp = claims
         .exp
         .and_then(numeric)
@@ -303,6 +347,16 @@ fn check_times(claims: &Claims<'_>, now: u64, skew: u64) -> Result<u64, Rejectio
         let nbf = numeric(raw).ok_or(Rejection::MalformedToken)?;
         if now_f + skew_f < nbf {
             return Err(Rejection::NotYetValid);
+        }
+    }
+    let max_f = policy.max_lifetime_secs as f64;
+    if exp - now_f > max_f + skew_f {
+        return Err(Rejection::TokenLifetimeTooLong);
+    }
+    if let Some(raw) = claims.iat {
+        let iat = numeric(raw).ok_or(Rejection::MalformedToken)?;
+        if exp - iat > max_f {
+            return Err(Rejection::TokenLifetimeTooLong);
         }
     }
     // Saturating float-to-int: huge values clamp to u64::MAX, negatives to 0.
@@ -424,6 +478,38 @@ mod tests {
         assert_eq!(numeric(&raw(r#""1700000000""#)), None);
         assert_eq!(numeric(&raw("true")), None);
         assert_eq!(numeric(&raw("null")), None);
+    }
+
+    #[test]
+    fn lifetime_is_bounded_with_or_without_iat() {
+        let policy = ValidationPolicy {
+            issuers: &[],
+            audiences: &[],
+            algorithms: &[],
+            clock_skew_secs: 60,
+            max_lifetime_secs: 29 * 3600,
+        };
+        let now = 1_700_000_000u64;
+        let times = |json: String| -> Result<u64, Rejection> {
+            let claims: Claims<'_> = serde_json::from_str(&json).unwrap();
+            check_times(&claims, now, &policy)
+        };
+        // Entra managed identity: iat backdated 5 minutes, exp - iat = 86,700 s.
+        let mi = format!(r#"{{"iat":{},"exp":{}}}"#, now - 300, now - 300 + 86_700);
+        assert_eq!(times(mi), Ok(now - 300 + 86_700));
+        let long = format!(r#"{{"iat":{},"exp":{}}}"#, now, now + 29 * 3600 + 1);
+        assert_eq!(times(long), Err(Rejection::TokenLifetimeTooLong));
+        // No iat, or an iat in the future, cannot stretch it: exp - now is bounded too.
+        assert_eq!(
+            times(r#"{"exp":2e206}"#.into()),
+            Err(Rejection::TokenLifetimeTooLong)
+        );
+        let future_iat = r#"{"iat":2e206,"exp":2.0000001e206}"#.to_string();
+        assert_eq!(times(future_iat), Err(Rejection::TokenLifetimeTooLong));
+        let no_iat = format!(r#"{{"exp":{}}}"#, now + 29 * 3600 + 60);
+        assert_eq!(times(no_iat), Ok(now + 29 * 3600 + 60));
+        let bad_iat = format!(r#"{{"iat":"x","exp":{}}}"#, now + 60);
+        assert_eq!(times(bad_iat), Err(Rejection::MalformedToken));
     }
 
     #[test]

@@ -14,8 +14,9 @@ use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
 use super::{
-    AuthConfig, CacheConfig, Config, ConfigError, KeyRefreshConfig, KeySource, LimitsConfig,
-    Policy, Rule, Startup, UpstreamConfig, UpstreamPool,
+    is_guid, AuthConfig, CacheConfig, Config, ConfigError, KeyRefreshConfig, KeySource,
+    LimitsConfig, Mode, Policy, Rule, Startup, TenantPolicy, UpstreamConfig, UpstreamPool,
+    TENANT_PLACEHOLDER,
 };
 use crate::normalize::Prefix;
 use crate::validate::Algorithm;
@@ -83,6 +84,7 @@ struct UpstreamFile {
     pool_idle_timeout: Dur,
     preserve_host: bool,
     trust_forwarded_headers: bool,
+    forward_token: bool,
 }
 
 impl Default for UpstreamFile {
@@ -94,6 +96,7 @@ impl Default for UpstreamFile {
             pool_idle_timeout: secs(90),
             preserve_host: true,
             trust_forwarded_headers: false,
+            forward_token: false,
         }
     }
 }
@@ -104,12 +107,15 @@ struct AuthFile {
     openid_configuration: Option<String>,
     jwks_uri: Option<String>,
     issuers: Vec<String>,
+    tenants: Option<Vec<String>>,
     audiences: Vec<String>,
+    mode: Option<String>,
     algorithms: Vec<String>,
     allowed_applications: Vec<String>,
     allowed_principals: Vec<String>,
     excluded_paths: Vec<String>,
     clock_skew: Dur,
+    max_token_lifetime: Dur,
     max_token_size: usize,
     rules: Vec<RuleFile>,
 }
@@ -122,7 +128,11 @@ impl Default for AuthFile {
             jwks_uri: None,
             // Required, non-empty.
             issuers: Vec::new(),
+            // None; required (`["*"]` for any) when an issuer is a `{tenantid}` template.
+            tenants: None,
             audiences: Vec::new(),
+            // None: "enforce".
+            mode: None,
             algorithms: vec!["RS256".into()],
             // Empty: any application, any principal.
             allowed_applications: Vec::new(),
@@ -130,6 +140,9 @@ impl Default for AuthFile {
             // Empty: every path needs a token.
             excluded_paths: Vec::new(),
             clock_skew: secs(60),
+            // 29 h: Entra's managed-identity tokens carry `exp - iat` = 24 h 5 min and its
+            // continuous-access-evaluation tokens live up to 28 h; nothing legitimate lives longer.
+            max_token_lifetime: secs(29 * 3600),
             max_token_size: 16 * 1024,
             rules: Vec::new(),
         }
@@ -140,9 +153,18 @@ impl Default for AuthFile {
 #[serde(deny_unknown_fields)]
 struct RuleFile {
     path: String,
+    /// Default empty (every method).
     #[serde(default)]
     methods: Vec<String>,
+    /// Default empty (no role needed); a rule needs `roles` or `audiences`.
+    #[serde(default)]
     roles: Vec<String>,
+    /// Default empty (the global `auth.audiences` apply).
+    #[serde(default)]
+    audiences: Vec<String>,
+    /// Default `"enforce"`.
+    #[serde(default)]
+    mode: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -352,6 +374,7 @@ impl UpstreamFile {
             timeout: self.timeout.0,
             preserve_host: self.preserve_host,
             trust_forwarded_headers: self.trust_forwarded_headers,
+            forward_token: self.forward_token,
         };
         let pool = UpstreamPool {
             connect_timeout: self.connect_timeout.0,
@@ -376,6 +399,15 @@ impl AuthFile {
         };
         non_empty("auth.issuers", &self.issuers)?;
         non_empty("auth.audiences", &self.audiences)?;
+        let mut templated = false;
+        for (i, iss) in self.issuers.iter().enumerate() {
+            templated |= check_issuer(&format!("auth.issuers[{i}]"), iss)?;
+        }
+        let tenants = parse_tenants(self.tenants, templated)?;
+        let mode = match &self.mode {
+            None => Mode::Enforce,
+            Some(m) => Mode::parse("auth.mode", m)?,
+        };
         let mut algorithms = Vec::new();
         for name in &self.algorithms {
             let alg = Algorithm::from_name(name).ok_or_else(|| {
@@ -416,11 +448,27 @@ impl AuthFile {
                     .map_err(|_| ConfigError::new(format!("{at}.methods: invalid method {m:?}")))?;
                 methods.push(method);
             }
-            non_empty(&format!("{at}.roles"), &r.roles)?;
+            if r.roles.is_empty() && r.audiences.is_empty() {
+                return Err(ConfigError::new(format!(
+                    "{at}: a rule needs `roles`, `audiences` or both"
+                )));
+            }
+            if !r.roles.is_empty() {
+                non_empty(&format!("{at}.roles"), &r.roles)?;
+            }
+            if !r.audiences.is_empty() {
+                non_empty(&format!("{at}.audiences"), &r.audiences)?;
+            }
+            let mode = match &r.mode {
+                None => Mode::Enforce,
+                Some(m) => Mode::parse(&format!("{at}.mode"), m)?,
+            };
             rules.push(Rule {
                 path,
                 methods,
-                roles: r.roles,
+                roles: dedup(r.roles),
+                audiences: dedup(r.audiences),
+                mode,
             });
         }
         if self.max_token_size < 1024 || self.max_token_size > 64 * 1024 {
@@ -428,19 +476,102 @@ impl AuthFile {
                 "auth.max_token_size must be between 1024 and 65536 bytes",
             ));
         }
+        if self.max_token_lifetime.0 < Duration::from_secs(60) {
+            return Err(ConfigError::new(
+                "auth.max_token_lifetime must be at least 60s",
+            ));
+        }
+        let audiences = dedup(self.audiences);
+        let reserved: BTreeSet<&str> = rules
+            .iter()
+            .flat_map(|r| r.audiences.iter().map(String::as_str))
+            .collect();
+        let open_audiences: Vec<String> = audiences
+            .iter()
+            .filter(|a| !reserved.contains(a.as_str()))
+            .cloned()
+            .collect();
+        let token_audiences = dedup(
+            audiences
+                .iter()
+                .chain(rules.iter().flat_map(|r| r.audiences.iter()))
+                .cloned()
+                .collect(),
+        );
         Ok(AuthConfig {
             key_source,
             issuers: dedup(self.issuers),
-            audiences: dedup(self.audiences),
+            tenants,
+            audiences,
+            open_audiences,
+            token_audiences,
+            mode,
             algorithms,
             allowed_applications: dedup(self.allowed_applications),
             allowed_principals: dedup(self.allowed_principals),
             excluded_paths,
             clock_skew: self.clock_skew.0,
+            max_token_lifetime: self.max_token_lifetime.0,
             max_token_size: self.max_token_size,
             rules,
         })
     }
+}
+
+/// Checks one `auth.issuers` entry; returns whether it is a `{tenantid}` template.
+fn check_issuer(key: &str, iss: &str) -> Result<bool, ConfigError> {
+    let count = iss.matches(TENANT_PLACEHOLDER).count();
+    let other_braces = iss.replace(TENANT_PLACEHOLDER, "").contains(['{', '}']);
+    if count > 1 || other_braces {
+        return Err(ConfigError::new(format!(
+            "{key}: {iss:?}: the only placeholder is `{{tenantid}}`, at most once"
+        )));
+    }
+    if count == 0 {
+        return Ok(false);
+    }
+    let uri: Uri = iss.replace(TENANT_PLACEHOLDER, "t").parse().map_err(|_| {
+        ConfigError::new(format!("{key}: {iss:?}: a template must be an https URL"))
+    })?;
+    let whole_segment = iss.split('/').any(|segment| segment == TENANT_PLACEHOLDER);
+    if uri.scheme_str() != Some("https") || !whole_segment {
+        return Err(ConfigError::new(format!(
+            "{key}: {iss:?}: a template must be an https URL with `{{tenantid}}` as a whole path \
+             segment, e.g. \"https://login.microsoftonline.com/{{tenantid}}/v2.0\""
+        )));
+    }
+    Ok(true)
+}
+
+/// `auth.tenants`: required with an issuer template, `["*"]` for any tenant, else GUIDs.
+fn parse_tenants(list: Option<Vec<String>>, templated: bool) -> Result<TenantPolicy, ConfigError> {
+    let Some(list) = list else {
+        if templated {
+            return Err(ConfigError::new(
+                "auth.tenants is required with a `{tenantid}` issuer template: list the tenant \
+                 ids that may call, or set tenants = [\"*\"] to accept every Entra tenant",
+            ));
+        }
+        return Ok(TenantPolicy::Unrestricted);
+    };
+    if list.len() == 1 && list[0] == "*" {
+        return Ok(TenantPolicy::Any);
+    }
+    if list.is_empty() {
+        return Err(ConfigError::new(
+            "auth.tenants must not be empty (use [\"*\"] for any tenant)",
+        ));
+    }
+    let mut out = Vec::new();
+    for t in list {
+        if !is_guid(&t) {
+            return Err(ConfigError::new(format!(
+                "auth.tenants: {t:?} is not a tenant id (a GUID; \"*\" only on its own)"
+            )));
+        }
+        out.push(t.to_ascii_lowercase());
+    }
+    Ok(TenantPolicy::Only(dedup(out)))
 }
 
 fn load_ca_file(

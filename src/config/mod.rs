@@ -125,6 +125,9 @@ pub struct UpstreamConfig {
     /// Keep client-sent `X-Forwarded-Proto`/`-Host` and append to `X-Forwarded-For` (true), or
     /// overwrite all three (false) because the client is not a trusted proxy.
     pub trust_forwarded_headers: bool,
+    /// Forward the validated token as `X-MS-TOKEN-AAD-ACCESS-TOKEN` (EasyAuth's token-store
+    /// header) for callees that make on-behalf-of calls. Client-sent copies are always stripped.
+    pub forward_token: bool,
 }
 
 /// The upstream connection pool (the start-only part of `[upstream]`).
@@ -159,10 +162,22 @@ impl KeySource {
 pub struct AuthConfig {
     /// Discovery document or JWKS.
     pub key_source: KeySource,
-    /// Accepted `iss` values, compared exactly.
+    /// Accepted `iss` values, compared exactly; an entry holding `{tenantid}` is a template
+    /// matched against the token's GUID `tid` (see [`issuer_matches`]).
     pub issuers: Vec<String>,
-    /// Accepted `aud` values; a token matches when any of its audiences is here.
+    /// Which tenants (`tid`) may call.
+    pub tenants: TenantPolicy,
+    /// Accepted `aud` values on routes no rule with `audiences` matches; a token matches when
+    /// any of its audiences is here.
     pub audiences: Vec<String>,
+    /// `audiences` minus every audience a rule names: a rule's audiences are reserved to the
+    /// routes it matches, so a token for one is refused everywhere else.
+    pub open_audiences: Vec<String>,
+    /// Every audience any route accepts (`audiences` and all rules' `audiences`): a token for
+    /// none of them is not for this proxy at all and fails validation.
+    pub token_audiences: Vec<String>,
+    /// `enforce` refuses; `report` forwards what it would refuse and logs `would deny`.
+    pub mode: Mode,
     /// Accepted JWS algorithms.
     pub algorithms: Vec<Algorithm>,
     /// `appid`/`azp` allow-list; empty means any application.
@@ -173,6 +188,8 @@ pub struct AuthConfig {
     pub excluded_paths: Vec<Prefix>,
     /// Tolerance for `exp` and `nbf`.
     pub clock_skew: Duration,
+    /// Longest accepted token lifetime: `exp - iat`, and `exp - now` beyond the skew.
+    pub max_token_lifetime: Duration,
     /// Largest accepted token, checked before any decoding.
     pub max_token_size: usize,
     /// Role rules; every rule that matches a request must be satisfied.
@@ -186,8 +203,92 @@ pub struct Rule {
     pub path: Prefix,
     /// Upper-case method names; empty means every method.
     pub methods: Vec<http::Method>,
-    /// The token's `roles` must hold at least one of these.
+    /// The token's `roles` must hold at least one of these; empty means no role is needed.
     pub roles: Vec<String>,
+    /// When non-empty, replaces the accepted audiences for requests this rule matches.
+    pub audiences: Vec<String>,
+    /// `report`: what this rule would refuse is forwarded and logged as `would deny`.
+    pub mode: Mode,
+}
+
+/// Enforce or only report (`auth.mode`, `[[auth.rules]] mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Refuse what the policy does not allow (the default).
+    #[default]
+    Enforce,
+    /// Forward it anyway, log `would deny` and count it: for rolling a policy out.
+    Report,
+}
+
+impl Mode {
+    /// The config spelling.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Report => "report",
+        }
+    }
+
+    fn parse(key: &str, s: &str) -> Result<Mode, ConfigError> {
+        match s {
+            "enforce" => Ok(Mode::Enforce),
+            "report" => Ok(Mode::Report),
+            _ => Err(ConfigError::new(format!(
+                "{key}: {s:?} must be \"enforce\" or \"report\""
+            ))),
+        }
+    }
+}
+
+/// `auth.tenants`: which Entra tenants may call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TenantPolicy {
+    /// Not configured: only the issuers decide (allowed only without issuer templates).
+    Unrestricted,
+    /// `["*"]`: any tenant, said explicitly.
+    Any,
+    /// Only these tenant ids (lower-case GUIDs).
+    Only(Vec<String>),
+}
+
+impl TenantPolicy {
+    /// Whether a token with `tid` may call.
+    pub fn allows(&self, tid: Option<&str>) -> bool {
+        match self {
+            TenantPolicy::Unrestricted | TenantPolicy::Any => true,
+            TenantPolicy::Only(list) => tid.is_some_and(|t| list.iter().any(|x| x == t)),
+        }
+    }
+}
+
+/// The placeholder of a multi-tenant issuer template.
+pub const TENANT_PLACEHOLDER: &str = "{tenantid}";
+
+/// Whether `iss` is accepted by the configured issuer `pattern`: equal to it, or, when `pattern`
+/// is a template, equal to it with `{tenantid}` replaced by `tid`, which must be a GUID. Exact
+/// comparison only (no prefix or regex matching); never allocates.
+pub fn issuer_matches(pattern: &str, iss: &str, tid: Option<&str>) -> bool {
+    let Some((before, after)) = pattern.split_once(TENANT_PLACEHOLDER) else {
+        return pattern == iss;
+    };
+    let Some(tid) = tid.filter(|t| is_guid(t)) else {
+        return false;
+    };
+    iss.len() == before.len() + tid.len() + after.len()
+        && iss.starts_with(before)
+        && iss[before.len()..].starts_with(tid)
+        && iss.ends_with(after)
+}
+
+/// Whether `s` is a GUID in its canonical 8-4-4-4-12 hex form.
+pub fn is_guid(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
 }
 
 /// Timings of discovery/JWKS fetches (the `[keys]` section).
@@ -321,7 +422,14 @@ impl Config {
         };
         let _ = writeln!(s, "keys          {source}");
         let _ = writeln!(s, "issuers       {}", a.issuers.join(", "));
+        let tenants = match &a.tenants {
+            TenantPolicy::Unrestricted => "(issuers decide)".to_string(),
+            TenantPolicy::Any => "* (any tenant)".to_string(),
+            TenantPolicy::Only(t) => t.join(", "),
+        };
+        let _ = writeln!(s, "tenants       {tenants}");
         let _ = writeln!(s, "audiences     {}", a.audiences.join(", "));
+        let _ = writeln!(s, "mode          {}", a.mode.name());
         let algs: Vec<&str> = a.algorithms.iter().map(|x| x.name()).collect();
         let _ = writeln!(s, "algorithms    {}", algs.join(", "));
         let _ = writeln!(s, "applications  {}", list(&a.allowed_applications));
@@ -335,13 +443,17 @@ impl Config {
             } else {
                 methods.join(",")
             };
-            let _ = writeln!(
-                s,
-                "rule          {} [{}] roles: {}",
-                r.path.as_str(),
-                methods,
-                r.roles.join(" | ")
-            );
+            let mut line = format!("rule          {} [{}]", r.path.as_str(), methods);
+            if !r.roles.is_empty() {
+                let _ = write!(line, " roles: {}", r.roles.join(" | "));
+            }
+            if !r.audiences.is_empty() {
+                let _ = write!(line, " audiences: {}", r.audiences.join(" | "));
+            }
+            if r.mode == Mode::Report {
+                line.push_str(" (report only)");
+            }
+            let _ = writeln!(s, "{line}");
         }
         s
     }
@@ -367,6 +479,10 @@ audiences = ["api://x"]
         assert_eq!(c.startup.admin, "127.0.0.1:9090".parse().unwrap());
         assert_eq!(c.policy.upstream.timeout, Duration::from_secs(30));
         assert_eq!(c.policy.auth.clock_skew, Duration::from_secs(60));
+        assert_eq!(
+            c.policy.auth.max_token_lifetime,
+            Duration::from_secs(29 * 3600)
+        );
         assert_eq!(c.policy.auth.max_token_size, 16384);
         assert_eq!(c.policy.auth.algorithms, vec![Algorithm::Rs256]);
         assert_eq!(
@@ -464,6 +580,85 @@ audiences = ["api://x"]
         let text = MINIMAL.replace("url = \"http://127.0.0.1:3000\"", "");
         let err = Config::from_toml(&text).unwrap_err().to_string();
         assert!(err.contains("upstream.url is required"), "{err}");
+    }
+
+    #[test]
+    fn issuer_templates_match_exactly_with_a_guid_tid() {
+        let t = "https://login.microsoftonline.com/{tenantid}/v2.0";
+        let g = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+        let iss = format!("https://login.microsoftonline.com/{g}/v2.0");
+        assert!(issuer_matches(t, &iss, Some(g)));
+        assert!(!issuer_matches(t, &iss, None));
+        assert!(!issuer_matches(
+            t,
+            &iss,
+            Some("72f988bf-86f1-41af-91ab-2d7cd011db48")
+        ));
+        assert!(!issuer_matches(t, &format!("{iss}/"), Some(g)));
+        assert!(!issuer_matches(
+            t,
+            "https://login.microsoftonline.com/x/v2.0",
+            Some("x")
+        ));
+        assert!(
+            !issuer_matches(t, t, Some(g)),
+            "the template itself is no issuer"
+        );
+        assert!(issuer_matches("https://x/", "https://x/", None));
+        assert!(!issuer_matches("https://x/", "https://x", None));
+        assert!(is_guid(g) && !is_guid("72f988bf86f141af91ab2d7cd011db47"));
+    }
+
+    #[test]
+    fn templates_need_tenants_and_tenants_must_be_guids() {
+        let templ = MINIMAL.replace(
+            "https://sts.windows.net/t/",
+            "https://sts.windows.net/{tenantid}/",
+        );
+        let err = Config::from_toml(&templ).unwrap_err().to_string();
+        assert!(err.contains("auth.tenants"), "{err}");
+        let any = templ.replace("audiences", "tenants = [\"*\"]\naudiences");
+        assert_eq!(
+            Config::from_toml(&any).unwrap().policy.auth.tenants,
+            TenantPolicy::Any
+        );
+        let bad = templ.replace("audiences", "tenants = [\"contoso\"]\naudiences");
+        assert!(Config::from_toml(&bad).is_err());
+        let mixed = templ.replace(
+            "audiences",
+            "tenants = [\"*\", \"72f988bf-86f1-41af-91ab-2d7cd011db47\"]\naudiences",
+        );
+        assert!(Config::from_toml(&mixed).is_err());
+        for wrong in [
+            "https://x/{tenantid}x/",
+            "https://x/{tenantid}/{tenantid}/",
+            "http://x/{tenantid}/",
+            "https://x/{tid}/",
+        ] {
+            let text = MINIMAL.replace("https://sts.windows.net/t/", wrong);
+            assert!(Config::from_toml(&text).is_err(), "{wrong}");
+        }
+    }
+
+    #[test]
+    fn rule_audiences_are_reserved_to_their_routes() {
+        let text = format!(
+            "{MINIMAL}[[auth.rules]]\npath = \"/r\"\naudiences = [\"api://x\", \"api://r\"]\n"
+        );
+        let a = Config::from_toml(&text).unwrap().policy.auth;
+        assert!(a.open_audiences.is_empty());
+        assert_eq!(a.token_audiences, vec!["api://x", "api://r"]);
+        let empty = format!("{MINIMAL}[[auth.rules]]\npath = \"/r\"\n");
+        assert!(Config::from_toml(&empty)
+            .unwrap_err()
+            .to_string()
+            .contains("roles"));
+        let mode =
+            format!("{MINIMAL}[[auth.rules]]\npath = \"/r\"\nroles = [\"x\"]\nmode = \"audit\"\n");
+        assert!(Config::from_toml(&mode)
+            .unwrap_err()
+            .to_string()
+            .contains("mode"));
     }
 
     #[test]
