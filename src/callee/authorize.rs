@@ -21,7 +21,9 @@
 //! is 400 `invalid_method`, on every method, standard or extension; `CONNECT` (re-targeted by the
 //! client after we authorized its path) and `TRACE`/`TRACK` (echo the request's headers) are 405.
 //! What passes is upper-case, so the exact comparison with the upper-cased rule methods is the
-//! same comparison every framework makes.
+//! same comparison every framework makes. [`screen_override`] refuses a `_method` query
+//! parameter (400 `method_override`), which Laravel, Symfony and Express's `method-override`
+//! dispatch on; the header spellings are stripped by `rewrite`.
 //!
 //! [`report`] evaluates the same with every rule, for `mode = "report"` rules: what it refuses
 //! and [`authorize`] allows is forwarded and only reported.
@@ -105,6 +107,39 @@ pub fn screen_method(method: &Method) -> Result<(), Rejection> {
     }
     if matches!(m, b"CONNECT" | b"TRACE" | b"TRACK") {
         return Err(Rejection::MethodNotAllowed);
+    }
+    Ok(())
+}
+
+/// Refuses a query naming a `_method` parameter, in any letter case or percent-encoding.
+/// Allocation-free: each parameter name is decoded on the fly.
+pub fn screen_override(query: Option<&str>) -> Result<(), Rejection> {
+    const NAME: &[u8] = b"_method";
+    let Some(query) = query else {
+        return Ok(());
+    };
+    for pair in query.split(['&', ';']) {
+        let name = pair.split('=').next().unwrap_or("").as_bytes();
+        let mut decoded = [0u8; 7];
+        let (mut i, mut n) = (0, 0);
+        while i < name.len() && n <= NAME.len() {
+            let mut b = name[i];
+            i += 1;
+            if b == b'%' && i + 2 <= name.len() {
+                let hex = std::str::from_utf8(&name[i..i + 2]).ok();
+                if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    b = v;
+                    i += 2;
+                }
+            }
+            if n < NAME.len() {
+                decoded[n] = b;
+            }
+            n += 1;
+        }
+        if n == NAME.len() && i == name.len() && decoded.eq_ignore_ascii_case(NAME) {
+            return Err(Rejection::MethodOverride);
+        }
     }
     Ok(())
 }
@@ -287,6 +322,36 @@ roles = ["App.Secret"]
         assert_eq!(authorize(&a, &nobody, "/admin", &Method::GET), Ok(()));
         assert_eq!(authorize(&a, &nobody, "/administrator", &post), Ok(()));
         assert_eq!(authorize(&a, &admin, "/admin/x", &post), Ok(()));
+    }
+
+    #[test]
+    fn method_override_parameters_are_refused() {
+        for q in [
+            "_method=DELETE",
+            "a=1&_method=DELETE",
+            "_METHOD=delete",
+            "%5Fmethod=DELETE",
+            "%5f%6Dethod=x",
+            "_method",
+            "x=1;_method=PUT",
+        ] {
+            assert_eq!(
+                screen_override(Some(q)),
+                Err(Rejection::MethodOverride),
+                "{q}"
+            );
+        }
+        for q in [
+            "method=DELETE",
+            "_methods=1",
+            "x_method=1",
+            "a=_method",
+            "_metho",
+            "",
+        ] {
+            assert_eq!(screen_override(Some(q)), Ok(()), "{q}");
+        }
+        assert_eq!(screen_override(None), Ok(()));
     }
 
     #[test]

@@ -150,6 +150,7 @@ impl Proxy {
 
         // One reading of the method, shared by us and every framework behind us.
         authorize::screen_method(req.method())?;
+        authorize::screen_override(req.uri().query())?;
         // Normalize: the path we authorize is the path the upstream gets.
         let target = upstream_target(&snap, req.uri())?;
         let path = target.path();

@@ -131,6 +131,9 @@ rejections! {
     /// `CONNECT` or `TRACE` (or IIS's `TRACK`): a tunnel the client re-targets after we authorized
     /// its path, or an echo of the request's headers. Refused on every path.
     MethodNotAllowed => "method_not_allowed", METHOD_NOT_ALLOWED;
+    /// A `_method` query parameter: Laravel, Symfony and Express's `method-override` dispatch on
+    /// it instead of the request method we authorized.
+    MethodOverride => "method_override", INVALID_REQUEST;
     /// The connection carried a request-smuggling shape (`Content-Length` with
     /// `Transfer-Encoding`, two `Content-Length`s, bare LF): every request on it is refused.
     AmbiguousFraming => "ambiguous_framing", INVALID_REQUEST;

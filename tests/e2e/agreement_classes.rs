@@ -227,8 +227,8 @@ async fn head_is_held_to_the_get_rule() {
     );
 }
 
-/// Class 3: method-override headers would let a POST run the DELETE handler behind a rule that
-/// only evaluated POST.
+/// Class 3: method-override headers (and `_method` parameters) would let a POST run the DELETE
+/// handler behind a rule that only evaluated POST.
 #[tokio::test]
 async fn method_override_headers_never_reach_the_upstream() {
     let h = Harness::unstarted().await;
@@ -261,6 +261,18 @@ async fn method_override_headers_never_reach_the_upstream() {
             );
         }
     }
+    // The same class as a query parameter (Laravel, Symfony, Express's method-override).
+    let before = h.upstream.count();
+    for path in [
+        "/admin/items/1?_method=DELETE",
+        "/public/admin?a=1&_METHOD=DELETE",
+        "/api?%5Fmethod=DELETE",
+    ] {
+        g.call("POST", path, Some(&t), &[])
+            .await
+            .assert_refused(400, "method_override");
+    }
+    assert_eq!(h.upstream.count(), before);
 }
 
 /// Class 4: escaped sub-delims, `:` and `@` are literal to every framework, so they are to us:
