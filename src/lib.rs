@@ -26,6 +26,7 @@ pub mod callee;
 pub mod config;
 #[doc(hidden)]
 pub mod dev;
+pub mod explain;
 pub mod metrics;
 pub mod net;
 pub mod refresh;

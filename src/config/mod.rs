@@ -20,6 +20,7 @@
 
 mod env;
 mod file;
+pub mod lint;
 
 use std::fmt;
 use std::net::SocketAddr;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use http::Uri;
 
-use crate::config::{KeySource, Policy};
+use crate::config::{Config, KeySource, Policy};
 use crate::metrics::Metrics;
 use crate::net::client::HttpClient;
 use crate::refresh::{Fetch, Fresh, Outcome, Refresher};
@@ -134,6 +134,13 @@ impl Fetch for JwksSource {
             }
         }
     }
+}
+
+/// One fetch the way the proxy does it (discovery if configured, then the JWKS; same client,
+/// limits and key pinning), for `tokengate explain`.
+pub async fn fetch_once(config: &Config) -> Result<(KeySet, usize), String> {
+    let client = HttpClient::new(CONNECT_TIMEOUT, &config.startup.extra_ca_certs);
+    fetch(&client, &config.policy, None).await
 }
 
 /// One round: discovery (if configured), then the JWKS.
