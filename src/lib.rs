@@ -72,6 +72,7 @@ pub struct Running {
     /// The admin listener's bound address.
     pub admin_addr: SocketAddr,
     startup: config::Startup,
+    tls: Option<Arc<net::tls::Acceptor>>,
     cell: Arc<SnapshotCell>,
     key_fetcher: Arc<KeyFetcher>,
     shutdown: watch::Sender<bool>,
@@ -91,6 +92,13 @@ pub async fn start(config: Config) -> io::Result<Running> {
         .map_err(|e| io::Error::new(e.kind(), format!("admin.address {}: {e}", startup.admin)))?;
     let public_addr = public.local_addr()?;
     let admin_addr = admin.local_addr()?;
+    let tls = match &startup.listen_tls {
+        None => None,
+        Some(files) => Some(Arc::new(
+            net::tls::Acceptor::load(files.clone())
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
+        )),
+    };
 
     let upstream_url = policy.upstream.url.clone();
     let cell: Arc<SnapshotCell> = Arc::new(ArcSwap::from_pointee(Snapshot::new(
@@ -117,6 +125,7 @@ pub async fn start(config: Config) -> io::Result<Running> {
     let public_server = tokio::spawn(net::listener::serve(
         public,
         limits.clone(),
+        tls.clone(),
         move |req, conn| {
             let proxy = proxy.clone();
             async move { proxy.handle(req, conn).await }
@@ -127,17 +136,25 @@ pub async fn start(config: Config) -> io::Result<Running> {
     let admin_server = tokio::spawn(net::listener::serve(
         admin,
         limits,
+        None,
         move |req, _conn| {
             let resp = admin::handle(&req, &admin_cell, &metrics);
             async move { resp }
         },
         rx,
     ));
-    tracing::info!(%public_addr, %admin_addr, upstream = %upstream_url, "tokengate listening");
+    tracing::info!(
+        %public_addr,
+        %admin_addr,
+        tls = tls.is_some(),
+        upstream = %upstream_url,
+        "tokengate listening"
+    );
     Ok(Running {
         public_addr,
         admin_addr,
         startup,
+        tls,
         cell,
         key_fetcher,
         shutdown,
@@ -170,6 +187,16 @@ impl Running {
             self.key_fetcher.refresh_now();
         }
         Ok(())
+    }
+
+    /// Re-reads the public listener's certificate, key and client CA files (SIGHUP). Without
+    /// TLS there is nothing to do. On error the current certificate stays in use and the error
+    /// names the file; connections are never dropped either way.
+    pub fn reload_tls(&self) -> Result<bool, String> {
+        match &self.tls {
+            None => Ok(false),
+            Some(tls) => tls.reload().map(|()| true),
+        }
     }
 
     /// Whether signing keys are loaded.

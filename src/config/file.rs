@@ -14,9 +14,9 @@ use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
 use super::{
-    is_guid, AuthConfig, CacheConfig, Config, ConfigError, KeyRefreshConfig, KeySource,
-    LimitsConfig, Mode, Policy, Rule, Startup, TenantPolicy, UpstreamConfig, UpstreamPool,
-    TENANT_PLACEHOLDER,
+    is_guid, AuthConfig, CacheConfig, ClientAuth, Config, ConfigError, KeyRefreshConfig, KeySource,
+    LimitsConfig, ListenTls, Mode, Policy, RequestLimits, Rule, Startup, TenantPolicy,
+    UpstreamConfig, UpstreamPool, UpstreamProtocol, TENANT_PLACEHOLDER,
 };
 use crate::normalize::Prefix;
 use crate::validate::Algorithm;
@@ -51,13 +51,57 @@ struct TlsFile {
 #[serde(default, deny_unknown_fields)]
 struct ListenFile {
     address: String,
+    tls_cert_file: Option<String>,
+    tls_key_file: Option<String>,
+    tls_client_ca_file: Option<String>,
+    tls_client_auth: Option<ClientAuth>,
 }
 
 impl Default for ListenFile {
     fn default() -> Self {
         ListenFile {
             address: "0.0.0.0:8080".into(),
+            // PEM certificate chain and key; both or neither (none: plain HTTP).
+            tls_cert_file: None,
+            tls_key_file: None,
+            // PEM CAs client certificates must chain to (none: no client certificates asked).
+            tls_client_ca_file: None,
+            // "optional" (with tls_client_ca_file) or "required".
+            tls_client_auth: None,
         }
+    }
+}
+
+impl ListenFile {
+    fn tls(&self) -> Result<Option<ListenTls>, ConfigError> {
+        let (cert, key) =
+            match (&self.tls_cert_file, &self.tls_key_file) {
+                (None, None) => {
+                    if self.tls_client_ca_file.is_some() || self.tls_client_auth.is_some() {
+                        return Err(ConfigError::new(
+                            "listen.tls_client_ca_file and listen.tls_client_auth need \
+                         listen.tls_cert_file and listen.tls_key_file",
+                        ));
+                    }
+                    return Ok(None);
+                }
+                (Some(c), Some(k)) if !c.is_empty() && !k.is_empty() => (c, k),
+                _ => return Err(ConfigError::new(
+                    "listen.tls_cert_file and listen.tls_key_file go together: set both or neither",
+                )),
+            };
+        if self.tls_client_auth.is_some() && self.tls_client_ca_file.is_none() {
+            return Err(ConfigError::new(
+                "listen.tls_client_auth needs listen.tls_client_ca_file (the CAs client \
+                 certificates are verified against)",
+            ));
+        }
+        Ok(Some(ListenTls {
+            cert_file: cert.into(),
+            key_file: key.into(),
+            client_ca_file: self.tls_client_ca_file.as_ref().map(Into::into),
+            client_auth: self.tls_client_auth.unwrap_or(ClientAuth::Optional),
+        }))
     }
 }
 
@@ -85,6 +129,7 @@ struct UpstreamFile {
     preserve_host: bool,
     trust_forwarded_headers: bool,
     forward_token: bool,
+    protocol: UpstreamProtocol,
 }
 
 impl Default for UpstreamFile {
@@ -97,6 +142,7 @@ impl Default for UpstreamFile {
             preserve_host: true,
             trust_forwarded_headers: false,
             forward_token: false,
+            protocol: UpstreamProtocol::Http1,
         }
     }
 }
@@ -216,6 +262,7 @@ struct LimitsFile {
     max_headers: usize,
     max_body_bytes: u64,
     idle_timeout: Dur,
+    upgrade_idle_timeout: Dur,
 }
 
 impl Default for LimitsFile {
@@ -230,6 +277,7 @@ impl Default for LimitsFile {
             // 0: no limit.
             max_body_bytes: 0,
             idle_timeout: secs(60),
+            upgrade_idle_timeout: secs(300),
         }
     }
 }
@@ -274,6 +322,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 impl FileConfig {
     pub(super) fn check(self) -> Result<Config, ConfigError> {
         let listen = parse_addr("listen.address", &self.listen.address)?;
+        let listen_tls = self.listen.tls()?;
         let admin = parse_addr("admin.address", &self.admin.address)?;
         if listen == admin && listen.port() != 0 {
             return Err(ConfigError::new(
@@ -307,9 +356,9 @@ impl FileConfig {
                 "limits.max_connections and limits.max_concurrent_streams must be > 0",
             ));
         }
-        if l.max_headers == 0 || l.idle_timeout.0.is_zero() {
+        if l.max_headers == 0 || l.idle_timeout.0.is_zero() || l.upgrade_idle_timeout.0.is_zero() {
             return Err(ConfigError::new(
-                "limits.max_headers and limits.idle_timeout must be > 0",
+                "limits.max_headers, limits.idle_timeout and limits.upgrade_idle_timeout must be > 0",
             ));
         }
         if l.max_header_bytes < 8192 {
@@ -324,6 +373,7 @@ impl FileConfig {
         Ok(Config {
             startup: Startup {
                 listen,
+                listen_tls,
                 admin,
                 upstream_pool,
                 cache: CacheConfig {
@@ -345,7 +395,10 @@ impl FileConfig {
                 upstream,
                 auth,
                 key_refresh,
-                max_body_bytes: (l.max_body_bytes > 0).then_some(l.max_body_bytes),
+                request_limits: RequestLimits {
+                    max_body_bytes: (l.max_body_bytes > 0).then_some(l.max_body_bytes),
+                    upgrade_idle_timeout: l.upgrade_idle_timeout.0,
+                },
             },
         })
     }
@@ -375,6 +428,7 @@ impl UpstreamFile {
             preserve_host: self.preserve_host,
             trust_forwarded_headers: self.trust_forwarded_headers,
             forward_token: self.forward_token,
+            protocol: self.protocol,
         };
         let pool = UpstreamPool {
             connect_timeout: self.connect_timeout.0,

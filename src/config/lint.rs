@@ -334,10 +334,14 @@ fn report_mode(a: &AuthConfig, out: &mut Vec<Warning>) {
     }
 }
 
-/// Whether every request `inner` matches is also matched by `outer`.
+/// Whether every request `inner` matches is also matched by `outer` (a GET rule covers HEAD,
+/// as `authorize` applies it).
 fn covers(outer: &Rule, inner: &Rule) -> bool {
-    let methods = outer.methods.is_empty()
-        || (!inner.methods.is_empty() && inner.methods.iter().all(|m| outer.methods.contains(m)));
+    let has = |m: &Method| {
+        outer.methods.contains(m) || (*m == Method::HEAD && outer.methods.contains(&Method::GET))
+    };
+    let methods =
+        outer.methods.is_empty() || (!inner.methods.is_empty() && inner.methods.iter().all(has));
     methods && outer.path.covers(inner.path.as_str(), Case::Insensitive)
 }
 

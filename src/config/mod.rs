@@ -32,6 +32,7 @@ use serde::Deserialize;
 
 pub use file::parse_duration;
 
+pub use crate::net::tls::{ClientAuth, ListenTls};
 use crate::normalize::Prefix;
 use crate::validate::Algorithm;
 
@@ -48,8 +49,12 @@ pub struct Config {
 /// refuses the reload.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Startup {
-    /// Public listener (HTTP/1.1 and h2c prior knowledge): `listen.address`.
+    /// Public listener (HTTP/1.1 and h2c prior knowledge, or TLS with ALPN h2/http1.1):
+    /// `listen.address`.
     pub listen: SocketAddr,
+    /// TLS on the public listener: file paths (`listen.tls_*`; their contents are re-read on
+    /// SIGHUP, the paths only at start).
+    pub listen_tls: Option<ListenTls>,
     /// Admin listener (`/healthz`, `/readyz`, `/metrics`): `admin.address`.
     pub admin: SocketAddr,
     /// The upstream connection pool.
@@ -70,6 +75,7 @@ impl Startup {
     pub fn changed(&self, new: &Startup) -> Vec<&'static str> {
         let Startup {
             listen,
+            listen_tls,
             admin,
             upstream_pool:
                 UpstreamPool {
@@ -82,6 +88,10 @@ impl Startup {
         } = self;
         [
             ("listen.address", *listen != new.listen),
+            (
+                "listen.tls_* (file paths; their contents reload)",
+                *listen_tls != new.listen_tls,
+            ),
             ("admin.address", *admin != new.admin),
             (
                 "upstream.connect_timeout",
@@ -110,8 +120,18 @@ pub struct Policy {
     pub auth: AuthConfig,
     /// Signing-key refresh timings (the `[keys]` section).
     pub key_refresh: KeyRefreshConfig,
+    /// The per-request part of `[limits]`.
+    pub request_limits: RequestLimits,
+}
+
+/// The per-request part of `[limits]`, read from the snapshot by each request (so reloadable).
+#[derive(Debug, Clone)]
+pub struct RequestLimits {
     /// Largest request body forwarded (`limits.max_body_bytes`); `None` means no limit.
     pub max_body_bytes: Option<u64>,
+    /// An upgraded (WebSocket) connection with no bytes moving either way for this long is
+    /// closed (`limits.upgrade_idle_timeout`).
+    pub upgrade_idle_timeout: Duration,
 }
 
 /// Where and how requests are forwarded (the reloadable part of `[upstream]`).
@@ -129,6 +149,20 @@ pub struct UpstreamConfig {
     /// Forward the validated token as `X-MS-TOKEN-AAD-ACCESS-TOKEN` (EasyAuth's token-store
     /// header) for callees that make on-behalf-of calls. Client-sent copies are always stripped.
     pub forward_token: bool,
+    /// The protocol spoken to the upstream (`upstream.protocol`).
+    pub protocol: UpstreamProtocol,
+}
+
+/// `upstream.protocol`: which HTTP version the upstream is spoken to with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 always (the default).
+    Http1,
+    /// HTTP/2 always: prior knowledge on `http://`, ALPN `h2` on `https://`.
+    Http2,
+    /// HTTP/2 for requests that arrived over HTTP/2, HTTP/1.1 for the others.
+    Match,
 }
 
 /// The upstream connection pool (the start-only part of `[upstream]`).
@@ -316,7 +350,7 @@ pub struct CacheConfig {
     pub max_bytes: usize,
 }
 
-/// Connection limits (`[limits]` except `max_body_bytes`, which is [`Policy::max_body_bytes`]).
+/// Connection limits (`[limits]` except the per-request ones in [`RequestLimits`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitsConfig {
     /// Time allowed to receive a request's headers (slowloris).
