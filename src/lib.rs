@@ -42,8 +42,6 @@ pub mod snapshot;
 // against them (tests, benches, fuzz, work in flight) still builds. New code names the rooms:
 // `callee::validate`, `net::listener`, ...
 #[doc(hidden)]
-pub use callee::validate::fetch as keys;
-#[doc(hidden)]
 pub use callee::{
     authorize, extract, forward, normalize, pipeline, principal, reject, respond, rewrite, validate,
 };
@@ -59,8 +57,12 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use callee::forward::Upstream;
+use callee::pipeline::Proxy;
+use callee::validate::cache::TokenCache;
+use callee::validate::fetch::KeyFetcher;
 pub use config::Config;
-use snapshot::{Keys, Snapshot, SnapshotCell};
+use snapshot::{SigningKeys, Snapshot, SnapshotCell};
 
 /// Installs the process-wide crypto providers (aws-lc-rs for rustls and jsonwebtoken) so that no
 /// stray crate feature can change them or make the first use panic. Idempotent.
@@ -75,9 +77,10 @@ pub struct Running {
     pub public_addr: SocketAddr,
     /// The admin listener's bound address.
     pub admin_addr: SocketAddr,
+    startup: config::Startup,
     tls: Option<Arc<net::tls::Acceptor>>,
     cell: Arc<SnapshotCell>,
-    key_fetcher: Arc<keys::KeyFetcher>,
+    key_fetcher: Arc<KeyFetcher>,
     shutdown: watch::Sender<bool>,
     servers: Vec<JoinHandle<()>>,
     fetcher: JoinHandle<()>,
@@ -86,15 +89,16 @@ pub struct Running {
 /// Binds the listeners and starts serving `config`.
 pub async fn start(config: Config) -> io::Result<Running> {
     install_crypto_providers();
-    let public = TcpListener::bind(config.listen)
+    let Config { startup, policy } = config;
+    let public = TcpListener::bind(startup.listen)
         .await
-        .map_err(|e| io::Error::new(e.kind(), format!("listen.address {}: {e}", config.listen)))?;
-    let admin = TcpListener::bind(config.admin)
+        .map_err(|e| io::Error::new(e.kind(), format!("listen.address {}: {e}", startup.listen)))?;
+    let admin = TcpListener::bind(startup.admin)
         .await
-        .map_err(|e| io::Error::new(e.kind(), format!("admin.address {}: {e}", config.admin)))?;
+        .map_err(|e| io::Error::new(e.kind(), format!("admin.address {}: {e}", startup.admin)))?;
     let public_addr = public.local_addr()?;
     let admin_addr = admin.local_addr()?;
-    let tls = match &config.listen_tls {
+    let tls = match &startup.listen_tls {
         None => None,
         Some(files) => Some(Arc::new(
             net::tls::Acceptor::load(files.clone())
@@ -102,29 +106,29 @@ pub async fn start(config: Config) -> io::Result<Running> {
         )),
     };
 
-    let config = Arc::new(config);
+    let upstream_url = policy.upstream.url.clone();
     let cell: Arc<SnapshotCell> = Arc::new(ArcSwap::from_pointee(Snapshot::new(
-        config.clone(),
-        Keys::Pending,
+        Arc::new(policy),
+        SigningKeys::Pending,
     )));
     let metrics = Arc::new(metrics::Metrics::new());
-    let key_fetcher = Arc::new(keys::KeyFetcher::new(
+    let key_fetcher = Arc::new(KeyFetcher::new(
         cell.clone(),
         metrics.clone(),
-        &config.extra_ca_certs,
+        &startup.extra_ca_certs,
     ));
     let fetcher = tokio::spawn(key_fetcher.clone().run());
 
-    let proxy = Arc::new(pipeline::Proxy::new(
+    let proxy = Arc::new(Proxy::new(
         cell.clone(),
-        validate::cache::TokenCache::new(config.cache.max_entries, config.cache.max_bytes),
+        TokenCache::new(startup.cache.max_entries, startup.cache.max_bytes),
         metrics.clone(),
         key_fetcher.clone(),
-        forward::Upstream::new(&config.upstream, &config.extra_ca_certs),
+        Upstream::new(&startup.upstream_pool, &startup.extra_ca_certs),
     ));
     let (shutdown, rx) = watch::channel(false);
-    let limits = config.limits.clone();
-    let public_server = tokio::spawn(listener::serve(
+    let limits = startup.limits.clone();
+    let public_server = tokio::spawn(net::listener::serve(
         public,
         limits.clone(),
         tls.clone(),
@@ -135,7 +139,7 @@ pub async fn start(config: Config) -> io::Result<Running> {
         rx.clone(),
     ));
     let admin_cell = cell.clone();
-    let admin_server = tokio::spawn(listener::serve(
+    let admin_server = tokio::spawn(net::listener::serve(
         admin,
         limits,
         None,
@@ -149,12 +153,13 @@ pub async fn start(config: Config) -> io::Result<Running> {
         %public_addr,
         %admin_addr,
         tls = tls.is_some(),
-        upstream = %config.upstream.url,
+        upstream = %upstream_url,
         "tokengate listening"
     );
     Ok(Running {
         public_addr,
         admin_addr,
+        startup,
         tls,
         cell,
         key_fetcher,
@@ -165,21 +170,25 @@ pub async fn start(config: Config) -> io::Result<Running> {
 }
 
 impl Running {
-    /// Swaps in a new config for new requests. Settings fixed at start (listener addresses and
-    /// limits, upstream connection pool, cache size, TLS trust) cannot change this way: such a
-    /// config is refused whole, naming them, so nothing half-applies.
+    /// Swaps in a new policy for new requests. Settings fixed at start ([`config::Startup`]:
+    /// listener addresses and limits, upstream connection pool, cache size, TLS trust) cannot
+    /// change this way: a config that differs there is refused whole, naming them, so nothing
+    /// half-applies.
     pub fn reload(&self, config: Config) -> Result<(), String> {
-        let current = self.cell.load();
-        let fixed = restart_required(&current.config, &config);
-        if !fixed.is_empty() {
-            return Err(format!(
-                "{} cannot change without a restart",
-                fixed.join(", ")
-            ));
+        let Config { startup, policy } = config;
+        if startup != self.startup {
+            let changed = self.startup.changed(&startup);
+            let names = if changed.is_empty() {
+                "start-only settings".to_string()
+            } else {
+                changed.join(", ")
+            };
+            return Err(format!("{names} cannot change without a restart"));
         }
-        let same_key_source = config.auth.keys == current.config.auth.keys
-            && config.auth.algorithms == current.config.auth.algorithms;
-        snapshot::store_config(&self.cell, Arc::new(config));
+        let current = self.cell.load();
+        let (old, new) = (&current.policy.auth, &policy.auth);
+        let same_key_source = new.key_source == old.key_source && new.algorithms == old.algorithms;
+        snapshot::store_policy(&self.cell, Arc::new(policy));
         if !same_key_source {
             self.key_fetcher.refresh_now();
         }
@@ -209,48 +218,6 @@ impl Running {
         }
         self.fetcher.abort();
     }
-}
-
-/// The settings that differ between `old` and `new` but are only read at start.
-fn restart_required(old: &Config, new: &Config) -> Vec<&'static str> {
-    let (o, n) = (&old.limits, &new.limits);
-    let checks = [
-        ("listen.address", old.listen != new.listen),
-        (
-            "listen.tls_* (file paths; their contents reload)",
-            old.listen_tls != new.listen_tls,
-        ),
-        ("admin.address", old.admin != new.admin),
-        (
-            "upstream.connect_timeout",
-            old.upstream.connect_timeout != new.upstream.connect_timeout,
-        ),
-        (
-            "upstream.pool_idle_timeout",
-            old.upstream.pool_idle_timeout != new.upstream.pool_idle_timeout,
-        ),
-        (
-            "cache",
-            old.cache.max_entries != new.cache.max_entries
-                || old.cache.max_bytes != new.cache.max_bytes,
-        ),
-        ("tls.ca_file", old.extra_ca_certs != new.extra_ca_certs),
-        (
-            "limits (except max_body_bytes)",
-            o.header_read_timeout != n.header_read_timeout
-                || o.shutdown_grace != n.shutdown_grace
-                || o.max_concurrent_streams != n.max_concurrent_streams
-                || o.max_header_bytes != n.max_header_bytes
-                || o.max_connections != n.max_connections
-                || o.max_headers != n.max_headers
-                || o.idle_timeout != n.idle_timeout,
-        ),
-    ];
-    checks
-        .into_iter()
-        .filter(|(_, changed)| *changed)
-        .map(|(k, _)| k)
-        .collect()
 }
 
 /// Resolves on SIGTERM or SIGINT.
