@@ -18,6 +18,7 @@
 //! strings, and keys were parsed once when the JWKS was loaded. `tests/alloc.rs` proves it.
 
 pub mod cache;
+pub mod fetch;
 pub mod jwks;
 
 use std::borrow::Cow;

@@ -1,0 +1,28 @@
+//! The callee side: what happens to a request that arrives for the protected application.
+//!
+//! [`pipeline`] calls the phases in order; each phase is one module with its own contract:
+//!
+//! ```text
+//! normalize → extract → validate → authorize → rewrite → forward → respond
+//! ```
+//!
+//! - [`normalize`]: the path as the application will read it, or a refusal.
+//! - [`extract`]: the bearer token from `Authorization`.
+//! - [`validate`]: the token's signature and claims (with [`validate::cache`], the signing keys'
+//!   parsing in [`validate::jwks`] and their fetching in [`validate::fetch`]).
+//! - [`authorize`]: allow-lists and per-path rules.
+//! - [`rewrite`]: strip client-sent identity and hop-by-hop headers, set EasyAuth's
+//!   ([`principal`] encodes them).
+//! - [`forward`]: the pooled upstream client.
+//! - [`respond`]: the one place a [`reject::Rejection`] becomes a response.
+
+pub mod authorize;
+pub mod extract;
+pub mod forward;
+pub mod normalize;
+pub mod pipeline;
+pub mod principal;
+pub mod reject;
+pub mod respond;
+pub mod rewrite;
+pub mod validate;
