@@ -23,6 +23,7 @@
 
 pub mod admin;
 pub mod callee;
+pub mod caller;
 pub mod config;
 #[doc(hidden)]
 pub mod dev;
@@ -51,7 +52,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use config::Config;
+pub use config::{Config, SidecarConfig};
 use snapshot::{Keys, Snapshot, SnapshotCell};
 
 /// Installs the process-wide crypto providers (aws-lc-rs for rustls and jsonwebtoken) so that no
@@ -61,44 +62,140 @@ pub fn install_crypto_providers() {
     let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
 }
 
-/// A running proxy: both listeners bound, keys being fetched.
+/// A running process: the admin listener, the callee side (`[auth]`), the caller side
+/// (`[identity]`), or both.
 pub struct Running {
-    /// The public listener's bound address.
+    /// The callee side's public listener. When the config has no `[auth]` nothing listens for it
+    /// and this is the unspecified address `0.0.0.0:0`.
     pub public_addr: SocketAddr,
     /// The admin listener's bound address.
     pub admin_addr: SocketAddr,
-    cell: Arc<SnapshotCell>,
-    keys: Arc<keys::KeyControl>,
+    callee: Option<CalleeState>,
+    caller: Option<caller::CallerSide>,
+    caller_config: Option<String>,
     shutdown: watch::Sender<bool>,
     servers: Vec<JoinHandle<()>>,
+}
+
+/// The callee side's handles.
+struct CalleeState {
+    cell: Arc<SnapshotCell>,
+    keys: Arc<keys::KeyControl>,
     fetcher: JoinHandle<()>,
 }
 
-/// Binds the listeners and starts serving `config`.
+/// Binds the listeners and starts serving a callee-side `config`.
 pub async fn start(config: Config) -> io::Result<Running> {
+    start_sidecar(SidecarConfig::from(config)).await
+}
+
+/// Binds the listeners of whichever sides `config` has and starts serving.
+pub async fn start_sidecar(config: SidecarConfig) -> io::Result<Running> {
     install_crypto_providers();
-    let public = TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| io::Error::new(e.kind(), format!("listen.address {}: {e}", config.listen)))?;
+    let metrics = Arc::new(metrics::Metrics::new());
+    let (shutdown, rx) = watch::channel(false);
+    let mut servers = Vec::new();
+
+    let mut public_addr = SocketAddr::from(([0, 0, 0, 0], 0));
+    let mut upstream = String::new();
+    let callee = match config.callee {
+        None => None,
+        Some(c) => {
+            let public = TcpListener::bind(c.listen).await.map_err(|e| {
+                io::Error::new(e.kind(), format!("listen.address {}: {e}", c.listen))
+            })?;
+            public_addr = public.local_addr()?;
+            upstream = c.upstream.url.to_string();
+            let (state, server) = start_callee(c, public, &metrics, rx.clone());
+            servers.push(server);
+            Some(state)
+        }
+    };
     let admin = TcpListener::bind(config.admin)
         .await
         .map_err(|e| io::Error::new(e.kind(), format!("admin.address {}: {e}", config.admin)))?;
-    let public_addr = public.local_addr()?;
     let admin_addr = admin.local_addr()?;
+    let caller_config = config.caller.as_ref().map(|c| format!("{c:?}"));
+    let caller = match config.caller {
+        None => None,
+        Some(c) => Some(
+            caller::start(
+                c,
+                &config.limits,
+                &config.extra_ca_certs,
+                &metrics,
+                rx.clone(),
+            )
+            .await?,
+        ),
+    };
 
+    let callee_ready = callee.as_ref().map(|c| c.cell.clone());
+    let caller_ready = caller.as_ref().map(|c| c.readiness());
+    servers.push(tokio::spawn(listener::serve(
+        admin,
+        config.limits.clone(),
+        move |req, _conn| {
+            let not_ready = || {
+                if callee_ready.as_ref().is_some_and(|c| !c.load().ready()) {
+                    return Some("not ready: no signing keys yet\n");
+                }
+                if caller_ready.as_ref().is_some_and(|ready| !ready()) {
+                    return Some("not ready: an egress route has no token yet\n");
+                }
+                None
+            };
+            let resp = admin::handle(&req, not_ready, &metrics);
+            async move { resp }
+        },
+        rx,
+    )));
+    let endpoint = caller
+        .as_ref()
+        .and_then(|c| c.endpoint_addr)
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let egress: Vec<String> = caller
+        .as_ref()
+        .map(|c| c.egress_addrs.iter().map(|a| a.to_string()).collect())
+        .unwrap_or_default();
+    tracing::info!(
+        %public_addr,
+        %admin_addr,
+        %upstream,
+        identity_endpoint = %endpoint,
+        egress = %egress.join(","),
+        "tokengate listening"
+    );
+    Ok(Running {
+        public_addr,
+        admin_addr,
+        callee,
+        caller,
+        caller_config,
+        shutdown,
+        servers,
+    })
+}
+
+/// The callee side on `public`: key fetcher and pipeline.
+fn start_callee(
+    config: Config,
+    public: TcpListener,
+    metrics: &Arc<metrics::Metrics>,
+    shutdown: watch::Receiver<bool>,
+) -> (CalleeState, JoinHandle<()>) {
     let config = Arc::new(config);
     let cell: Arc<SnapshotCell> = Arc::new(ArcSwap::from_pointee(Snapshot::new(
         config.clone(),
         Keys::Pending,
     )));
-    let metrics = Arc::new(metrics::Metrics::new());
     let key_control = Arc::new(keys::KeyControl::new());
     let fetcher = tokio::spawn(keys::run_fetcher(
         cell.clone(),
         key_control.clone(),
         metrics.clone(),
     ));
-
     let proxy = Arc::new(pipeline::Proxy::new(
         cell.clone(),
         validate::cache::TokenCache::new(config.cache.max_entries, config.cache.max_bytes),
@@ -106,45 +203,32 @@ pub async fn start(config: Config) -> io::Result<Running> {
         key_control.clone(),
         forward::Upstream::new(&config.upstream, &config.extra_ca_certs),
     ));
-    let (shutdown, rx) = watch::channel(false);
-    let limits = config.limits.clone();
-    let public_server = tokio::spawn(listener::serve(
+    let server = tokio::spawn(listener::serve(
         public,
-        limits.clone(),
+        config.limits.clone(),
         move |req, conn| {
             let proxy = proxy.clone();
             async move { proxy.handle(req, conn).await }
         },
-        rx.clone(),
+        shutdown,
     ));
-    let admin_cell = cell.clone();
-    let admin_server = tokio::spawn(listener::serve(
-        admin,
-        limits,
-        move |req, _conn| {
-            let resp = admin::handle(&req, &admin_cell, &metrics);
-            async move { resp }
-        },
-        rx,
-    ));
-    tracing::info!(%public_addr, %admin_addr, upstream = %config.upstream.url, "tokengate listening");
-    Ok(Running {
-        public_addr,
-        admin_addr,
+    let state = CalleeState {
         cell,
         keys: key_control,
-        shutdown,
-        servers: vec![public_server, admin_server],
         fetcher,
-    })
+    };
+    (state, server)
 }
 
 impl Running {
-    /// Swaps in a new config for new requests. Settings fixed at start (listener addresses and
-    /// limits, upstream connection pool, cache size, TLS trust) cannot change this way: such a
-    /// config is refused whole, naming them, so nothing half-applies.
+    /// Swaps in a new callee-side config for new requests. Settings fixed at start (listener
+    /// addresses and limits, upstream connection pool, cache size, TLS trust) cannot change this
+    /// way: such a config is refused whole, naming them, so nothing half-applies.
     pub fn reload(&self, config: Config) -> Result<(), String> {
-        let current = self.cell.load();
+        let Some(callee) = &self.callee else {
+            return Err("this process runs no callee side ([auth]); restart to add one".into());
+        };
+        let current = callee.cell.load();
         let fixed = restart_required(&current.config, &config);
         if !fixed.is_empty() {
             return Err(format!(
@@ -154,16 +238,41 @@ impl Running {
         }
         let same_key_source = config.auth.keys == current.config.auth.keys
             && config.auth.algorithms == current.config.auth.algorithms;
-        snapshot::store_config(&self.cell, Arc::new(config));
+        snapshot::store_config(&callee.cell, Arc::new(config));
         if !same_key_source {
-            self.keys.refresh_now();
+            callee.keys.refresh_now();
         }
         Ok(())
     }
 
-    /// Whether signing keys are loaded.
+    /// Reloads a whole file: the callee side's policy as [`Running::reload`]; the caller side is
+    /// read once at start, so a changed `[identity]`, `[identity_endpoint]` or `[[egress]]` is
+    /// refused whole.
+    pub fn reload_sidecar(&self, config: SidecarConfig) -> Result<(), String> {
+        let caller = config.caller.as_ref().map(|c| format!("{c:?}"));
+        if caller != self.caller_config {
+            return Err(
+                "[identity], [identity_endpoint] and [[egress]] cannot change without a restart"
+                    .into(),
+            );
+        }
+        match (config.callee, &self.callee) {
+            (Some(c), Some(_)) => self.reload(c),
+            (None, None) => Ok(()),
+            _ => Err("adding or removing the callee side ([auth]) needs a restart".into()),
+        }
+    }
+
+    /// The caller side, when the config has `[identity]`.
+    pub fn caller(&self) -> Option<&caller::CallerSide> {
+        self.caller.as_ref()
+    }
+
+    /// Whether signing keys are loaded (callee side) and every egress route holds a token
+    /// (caller side).
     pub fn ready(&self) -> bool {
-        self.cell.load().ready()
+        self.callee.as_ref().is_none_or(|c| c.cell.load().ready())
+            && self.caller.as_ref().is_none_or(|c| (c.readiness())())
     }
 
     /// Stops accepting, drains in-flight requests (bounded by `limits.shutdown_grace`), stops.
@@ -172,7 +281,12 @@ impl Running {
         for s in self.servers {
             let _ = s.await;
         }
-        self.fetcher.abort();
+        if let Some(c) = self.caller {
+            c.drained().await;
+        }
+        if let Some(c) = self.callee {
+            c.fetcher.abort();
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! tokengate [--config FILE] [--log-format json|text]   run the proxy (FILE or $TOKENGATE_CONFIG)
 //! tokengate check --config FILE                        validate a config, print the effective one
 //! tokengate dev [--listen ADDR] [--admin ADDR]         local issuer + echo upstream + proxy
+//! tokengate identity-env --config FILE                 print IDENTITY_ENDPOINT/IDENTITY_HEADER
 //! ```
 //! Exit codes: 0 clean shutdown; 1 `check` found errors or the proxy failed at run time;
 //! 64 bad command line or bad config at start.
@@ -14,12 +15,17 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use tokengate::Config;
+use tokengate::SidecarConfig;
 
 const USAGE: &str = "usage:
   tokengate [--config FILE] [--log-format json|text]
   tokengate check --config FILE
   tokengate dev [--listen ADDR] [--admin ADDR]
+  tokengate identity-env --config FILE
+
+A config with [auth] runs the callee side, one with [identity] the caller side; one
+process may run both. `identity-env` prints the exports that point azure-identity and
+MSAL at the caller side's identity endpoint: eval \"$(tokengate identity-env --config F)\".
 
 The config file defaults to $TOKENGATE_CONFIG. Any key can be overridden with
 TOKENGATE_<SECTION>__<KEY>=value (e.g. TOKENGATE_UPSTREAM__URL=http://127.0.0.1:3000).
@@ -39,6 +45,9 @@ enum Command {
         listen: SocketAddr,
         admin: SocketAddr,
     },
+    IdentityEnv {
+        config: PathBuf,
+    },
     Help,
 }
 
@@ -56,8 +65,11 @@ fn main() -> ExitCode {
             println!("{USAGE}");
             ExitCode::SUCCESS
         }
-        Command::Check { config } => match Config::load(&config) {
+        Command::Check { config } => match SidecarConfig::load(&config) {
             Ok(c) => {
+                for w in c.warnings() {
+                    println!("warning: {w}");
+                }
                 println!("{}: OK\n\n{}", config.display(), c.summary());
                 ExitCode::SUCCESS
             }
@@ -68,7 +80,7 @@ fn main() -> ExitCode {
         },
         Command::Run { config: path } => {
             init_logging(log_format.as_deref());
-            let config = match Config::load(&path) {
+            let config = match SidecarConfig::load(&path) {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::error!(error = %e, "invalid config");
@@ -77,6 +89,33 @@ fn main() -> ExitCode {
                 }
             };
             runtime().block_on(run(path, config))
+        }
+        Command::IdentityEnv { config } => {
+            let endpoint = match SidecarConfig::load(&config) {
+                Ok(c) => c.caller.and_then(|c| c.endpoint),
+                Err(e) => {
+                    eprintln!("tokengate: invalid config: {e}");
+                    return ExitCode::from(EX_USAGE);
+                }
+            };
+            let Some(endpoint) = endpoint else {
+                eprintln!(
+                    "tokengate: {}: no [identity_endpoint] section: there is no endpoint to point \
+                     apps at",
+                    config.display()
+                );
+                return ExitCode::from(EX_USAGE);
+            };
+            match tokengate::caller::identity_env(&endpoint) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("tokengate: {e}");
+                    ExitCode::from(1)
+                }
+            }
         }
         Command::Dev { listen, admin } => {
             init_logging(Some(log_format.as_deref().unwrap_or("text")));
@@ -94,7 +133,7 @@ fn main() -> ExitCode {
 fn parse_args(args: &[String]) -> Result<(Command, Option<String>), String> {
     let mut it = args.iter().peekable();
     let sub = match it.peek().map(|s| s.as_str()) {
-        Some("check") | Some("dev") | Some("run") => it.next().cloned(),
+        Some("check") | Some("dev") | Some("run") | Some("identity-env") => it.next().cloned(),
         _ => None,
     };
     let mut config: Option<PathBuf> = None;
@@ -135,6 +174,9 @@ fn parse_args(args: &[String]) -> Result<(Command, Option<String>), String> {
         Some("check") => Command::Check {
             config: config.ok_or("check needs --config FILE")?,
         },
+        Some("identity-env") => Command::IdentityEnv {
+            config: config.ok_or("identity-env needs --config FILE")?,
+        },
         _ => Command::Run {
             config: config.ok_or("no config: pass --config FILE or set TOKENGATE_CONFIG")?,
         },
@@ -171,7 +213,7 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-async fn run(path: PathBuf, config: Config) -> ExitCode {
+async fn run(path: PathBuf, config: SidecarConfig) -> ExitCode {
     use tokio::signal::unix::{signal, SignalKind};
     // Handlers first: a SIGTERM that arrives right after READY=1 must drain, not kill.
     let handlers = (
@@ -186,7 +228,7 @@ async fn run(path: PathBuf, config: Config) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let running = match tokengate::start(config).await {
+    let running = match tokengate::start_sidecar(config).await {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
@@ -201,7 +243,7 @@ async fn run(path: PathBuf, config: Config) -> ExitCode {
             _ = int.recv() => break,
             _ = hup.recv() => {
                 notify_systemd("RELOADING=1");
-                match Config::load(&path).and_then(|c| running.reload(c).map_err(tokengate::config::ConfigError::from)) {
+                match SidecarConfig::load(&path).and_then(|c| running.reload_sidecar(c).map_err(tokengate::config::ConfigError::from)) {
                     Ok(()) => tracing::info!(config = %path.display(), "config reloaded"),
                     Err(e) => tracing::error!(error = %e, "config reload refused; keeping the current config"),
                 }

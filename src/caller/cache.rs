@@ -111,19 +111,20 @@ impl TokenCache {
             }
             s.rounds
         };
-        let waited = tokio::time::timeout(
+        let got = match tokio::time::timeout(
             wait,
             rx.wait_for(|s| {
                 s.token.as_ref().is_some_and(|t| t.valid_at(unix_now()))
                     || (s.rounds > seen && s.last_failure.is_some_and(|f| !f.transient()))
             }),
         )
-        .await;
-        let state = match waited {
-            Ok(Ok(s)) => s.clone(),
-            // Timed out (or the driver is gone): answer with what went wrong last.
-            _ => rx.borrow().clone(),
+        .await
+        {
+            Ok(Ok(s)) => Some(s.clone()),
+            _ => None,
         };
+        // Timed out (or the driver is gone): answer with what went wrong last.
+        let state = got.unwrap_or_else(|| rx.borrow().clone());
         match state.token.filter(|t| t.valid_at(unix_now())) {
             Some(t) => Ok(t),
             None => Err(state

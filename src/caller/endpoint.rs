@@ -153,18 +153,7 @@ impl Endpoint {
                 "the query string is not valid form encoding",
             )
         })?;
-        let param = |name: &str| -> Result<Option<&str>, Refusal> {
-            let mut values = query.iter().filter(|(k, _)| k == name).map(|(_, v)| v);
-            let first = values.next();
-            if values.next().is_some() {
-                return Err(Refusal::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    "a query parameter is repeated",
-                ));
-            }
-            Ok(first.map(String::as_str))
-        };
+        let param = |name: &str| param(&query, name);
         let version = param("api-version")?;
         let version_ok = match protocol {
             Protocol::AppService => version == Some(APP_SERVICE_API_VERSION),
@@ -192,7 +181,7 @@ impl Endpoint {
                 Resource::parse(r)
                     .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, "invalid_resource", e))
             })?;
-        self.check_selectors(&param)?;
+        self.check_selectors(&query)?;
         match self.cache.token(&resource, self.wait).await {
             Ok(token) => Ok((resource, token)),
             Err(why) => Err(Refusal::unavailable(why)),
@@ -200,10 +189,7 @@ impl Endpoint {
     }
 
     /// Refuses a selector that names another identity than ours (or one we cannot confirm).
-    fn check_selectors(
-        &self,
-        param: &dyn Fn(&str) -> Result<Option<&str>, Refusal>,
-    ) -> Result<(), Refusal> {
+    fn check_selectors(&self, query: &[(String, String)]) -> Result<(), Refusal> {
         let checks: [(&[&str], &Option<String>); 3] = [
             (&["client_id", "clientid"], &self.client_id),
             (&["object_id", "principal_id"], &self.object_id),
@@ -211,7 +197,7 @@ impl Endpoint {
         ];
         for (names, ours) in checks {
             for name in names {
-                let Some(asked) = param(name)? else {
+                let Some(asked) = param(query, name)? else {
                     continue;
                 };
                 let same = ours
@@ -228,6 +214,21 @@ impl Endpoint {
         }
         Ok(())
     }
+}
+
+/// The one value of query parameter `name`; a repeated parameter is refused (which one would the
+/// app have meant?).
+fn param<'q>(query: &'q [(String, String)], name: &str) -> Result<Option<&'q str>, Refusal> {
+    let mut values = query.iter().filter(|(k, _)| k == name).map(|(_, v)| v);
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "a query parameter is repeated",
+        ));
+    }
+    Ok(first.map(String::as_str))
 }
 
 /// A refused token request.

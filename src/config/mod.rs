@@ -21,6 +21,8 @@ use http::Uri;
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
+use crate::caller::config::{AzureEnv, CallerConfig, EgressFile, EndpointFile, IdentityFile};
+use crate::caller;
 use crate::normalize::Prefix;
 use crate::validate::Algorithm;
 
@@ -43,6 +45,99 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Extra CA certificates trusted for https upstreams and IdPs, besides the system's.
     pub extra_ca_certs: Vec<rustls::pki_types::CertificateDer<'static>>,
+}
+
+/// A whole config file: the callee side (`[auth]`), the caller side (`[identity]`), or both,
+/// with what they share. The callee side's [`Config`] is unchanged by the caller side's
+/// existence: code that validates requests never sees `[identity]`.
+#[derive(Debug, Clone)]
+pub struct SidecarConfig {
+    /// The callee side, when the file has `[auth]` (and then `[upstream]`).
+    pub callee: Option<Config>,
+    /// The caller side, when the file has `[identity]`.
+    pub caller: Option<CallerConfig>,
+    /// Admin listener (`/healthz`, `/readyz`, `/metrics`), shared by both sides.
+    pub admin: SocketAddr,
+    /// Connection and request limits, for every listener.
+    pub limits: LimitsConfig,
+    /// Extra CA certificates for every outgoing https connection.
+    pub extra_ca_certs: Vec<rustls::pki_types::CertificateDer<'static>>,
+}
+
+impl SidecarConfig {
+    /// Reads `path`, applies `TOKENGATE_*` overrides and `AZURE_*` defaults from the process
+    /// environment, and checks.
+    pub fn load(path: &Path) -> Result<SidecarConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(format!("{}: {e}", path.display())))?;
+        SidecarConfig::from_toml_with_env(&text, std::env::vars())
+            .map_err(|e| ConfigError::new(format!("{}: {e}", path.display())))
+    }
+
+    /// Parses TOML text without any environment.
+    pub fn from_toml(text: &str) -> Result<SidecarConfig, ConfigError> {
+        SidecarConfig::from_toml_with_env(text, std::iter::empty())
+    }
+
+    /// Parses TOML text with `env` (name, value) pairs: `TOKENGATE_<SECTION>__<KEY>` overrides
+    /// and the caller side's `AZURE_*` defaults.
+    pub fn from_toml_with_env(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<SidecarConfig, ConfigError> {
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let azure = AzureEnv::from_pairs(&env);
+        // The file alone first, so errors carry its line numbers.
+        let file: FileConfig = toml::from_str(text).map_err(|e| ConfigError::new(e.to_string()))?;
+        let overrides: Vec<&(String, String)> = env
+            .iter()
+            // Only TOKENGATE_<SECTION>__<KEY> names are overrides; other TOKENGATE_* variables
+            // (TOKENGATE_CONFIG, TOKENGATE_LOG, tooling) are none of the config's business.
+            .filter(|(k, _)| k.starts_with("TOKENGATE_") && k.contains("__"))
+            .collect();
+        if overrides.is_empty() {
+            return file.check(&azure);
+        }
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e| ConfigError::new(e.to_string()))?;
+        for (name, value) in overrides {
+            apply_override(&mut table, name, value)?;
+        }
+        let file = FileConfig::deserialize(table)
+            .map_err(|e| ConfigError::new(format!("after environment overrides: {e}")))?;
+        file.check(&azure)
+    }
+
+    /// A human summary of the effective settings of both sides, for `tokengate check`.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        match &self.callee {
+            Some(c) => s.push_str(&c.summary()),
+            None => s.push_str(&format!("admin         {}\n", self.admin)),
+        }
+        if let Some(c) = &self.caller {
+            s.push_str(&c.summary());
+        }
+        s
+    }
+
+    /// Settings that are legal but deserve a second look (printed as `warning:` lines).
+    pub fn warnings(&self) -> Vec<String> {
+        self.caller.as_ref().map(|c| c.warnings()).unwrap_or_default()
+    }
+}
+
+impl From<Config> for SidecarConfig {
+    /// A callee-only process.
+    fn from(config: Config) -> SidecarConfig {
+        SidecarConfig {
+            admin: config.admin,
+            limits: config.limits.clone(),
+            extra_ca_certs: config.extra_ca_certs.clone(),
+            callee: Some(config),
+            caller: None,
+        }
+    }
 }
 
 /// Where and how requests are forwarded.
@@ -188,11 +283,11 @@ impl std::error::Error for ConfigError {}
 
 impl Config {
     /// Reads `path`, applies `TOKENGATE_*` overrides from the process environment, and checks.
+    /// The file must have the callee side (`[auth]`); see [`SidecarConfig`] for either side.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::new(format!("{}: {e}", path.display())))?;
-        Config::from_toml_with_env(&text, std::env::vars())
-            .map_err(|e| ConfigError::new(format!("{}: {e}", path.display())))
+        SidecarConfig::load(path)?
+            .callee
+            .ok_or_else(|| ConfigError::new(format!("{}: {NO_CALLEE}", path.display())))
     }
 
     /// Parses TOML text without environment overrides.
@@ -205,25 +300,9 @@ impl Config {
         text: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        // The file alone first, so errors carry its line numbers.
-        let file: FileConfig = toml::from_str(text).map_err(|e| ConfigError::new(e.to_string()))?;
-        let overrides: Vec<(String, String)> = env
-            .into_iter()
-            // Only TOKENGATE_<SECTION>__<KEY> names are overrides; other TOKENGATE_* variables
-            // (TOKENGATE_CONFIG, TOKENGATE_LOG, tooling) are none of the config's business.
-            .filter(|(k, _)| k.starts_with("TOKENGATE_") && k.contains("__"))
-            .collect();
-        if overrides.is_empty() {
-            return file.check();
-        }
-        let mut table: toml::Table =
-            toml::from_str(text).map_err(|e| ConfigError::new(e.to_string()))?;
-        for (name, value) in &overrides {
-            apply_override(&mut table, name, value)?;
-        }
-        let file = FileConfig::deserialize(table)
-            .map_err(|e| ConfigError::new(format!("after environment overrides: {e}")))?;
-        file.check()
+        SidecarConfig::from_toml_with_env(text, env)?
+            .callee
+            .ok_or_else(|| ConfigError::new(NO_CALLEE))
     }
 
     /// A human summary of the effective settings, for `tokengate check`.
@@ -311,17 +390,27 @@ fn apply_override(table: &mut toml::Table, name: &str, value: &str) -> Result<()
     Ok(())
 }
 
+/// Why [`Config::load`] refuses a file that only has the caller side.
+const NO_CALLEE: &str = "no [auth] section: the callee side needs [auth] and [upstream]";
+
 // ---- The file's shape. Field docs state defaults; proxy.toml repeats them. ----
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
-    #[serde(default)]
-    listen: ListenFile,
-    upstream: UpstreamFile,
+    /// Callee side only. Default: see `ListenFile`.
+    listen: Option<ListenFile>,
+    /// Required with `[auth]`.
+    upstream: Option<UpstreamFile>,
     #[serde(default)]
     admin: AdminFile,
-    auth: AuthFile,
+    /// The callee side runs when this is present.
+    auth: Option<AuthFile>,
+    /// The caller side runs when this is present.
+    identity: Option<IdentityFile>,
+    identity_endpoint: Option<EndpointFile>,
+    #[serde(default)]
+    egress: Vec<EgressFile>,
     #[serde(default)]
     keys: KeysFile,
     #[serde(default)]
@@ -611,17 +700,65 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 impl FileConfig {
-    fn check(self) -> Result<Config, ConfigError> {
-        let listen = parse_addr("listen.address", &self.listen.address)?;
+    fn check(self, azure: &AzureEnv) -> Result<SidecarConfig, ConfigError> {
         let admin = parse_addr("admin.address", &self.admin.address)?;
+        let caller = caller::config::check(
+            self.identity,
+            self.identity_endpoint,
+            self.egress,
+            azure,
+        )?;
+        let (auth, upstream) = match (self.auth, self.upstream) {
+            (Some(a), Some(u)) => (a, u),
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    "missing [upstream]: the callee side ([auth]) forwards validated requests \
+                     to upstream.url",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    "missing [auth]: [upstream] is the callee side's, and it needs [auth] to \
+                     say which tokens are accepted",
+                ))
+            }
+            (None, None) => {
+                let Some(caller) = caller else {
+                    return Err(ConfigError::new(
+                        "nothing to run: add [auth] and [upstream] (the callee side), \
+                         [identity] (the caller side), or both",
+                    ));
+                };
+                if self.listen.is_some() {
+                    return Err(ConfigError::new(
+                        "listen.address is the callee side's public listener; this config has \
+                         no [auth]",
+                    ));
+                }
+                let shared = shared_settings(self.limits, self.tls)?;
+                check_clashes(None, admin, Some(&caller))?;
+                return Ok(SidecarConfig {
+                    callee: None,
+                    caller: Some(caller),
+                    admin,
+                    limits: shared.0,
+                    extra_ca_certs: shared.1,
+                });
+            }
+        };
+        let listen = parse_addr(
+            "listen.address",
+            &self.listen.unwrap_or_default().address,
+        )?;
         if listen == admin && listen.port() != 0 {
             return Err(ConfigError::new(
                 "admin.address must differ from listen.address: admin endpoints are never served \
                  on the public listener",
             ));
         }
-        let upstream = self.upstream.check()?;
-        let auth = self.auth.check()?;
+        check_clashes(Some(listen), admin, caller.as_ref())?;
+        let upstream = upstream.check()?;
+        let auth = auth.check()?;
         let k = self.keys;
         let keys = KeysConfig {
             refresh_interval: k.refresh_interval.0,
@@ -640,28 +777,9 @@ impl FileConfig {
                 "keys.fetch_timeout and keys.max_backoff must be > 0",
             ));
         }
-        let l = self.limits;
-        if l.max_connections == 0 || l.max_concurrent_streams == 0 {
-            return Err(ConfigError::new(
-                "limits.max_connections and limits.max_concurrent_streams must be > 0",
-            ));
-        }
-        if l.max_headers == 0 || l.idle_timeout.0.is_zero() {
-            return Err(ConfigError::new(
-                "limits.max_headers and limits.idle_timeout must be > 0",
-            ));
-        }
-        if l.max_header_bytes < 8192 {
-            return Err(ConfigError::new(
-                "limits.max_header_bytes must be at least 8192",
-            ));
-        }
-        let extra_ca_certs = match &self.tls.ca_file {
-            None => Vec::new(),
-            Some(path) => load_ca_file(path)?,
-        };
-        Ok(Config {
-            extra_ca_certs,
+        let (limits, extra_ca_certs) = shared_settings(self.limits, self.tls)?;
+        let config = Config {
+            extra_ca_certs: extra_ca_certs.clone(),
             listen,
             admin,
             upstream,
@@ -671,18 +789,76 @@ impl FileConfig {
                 max_entries: self.cache.max_entries,
                 max_bytes: self.cache.max_bytes,
             },
-            limits: LimitsConfig {
-                header_read_timeout: l.header_read_timeout.0,
-                shutdown_grace: l.shutdown_grace.0,
-                max_concurrent_streams: l.max_concurrent_streams,
-                max_header_bytes: l.max_header_bytes,
-                max_connections: l.max_connections,
-                max_headers: l.max_headers,
-                max_body_bytes: (l.max_body_bytes > 0).then_some(l.max_body_bytes),
-                idle_timeout: l.idle_timeout.0,
-            },
+            limits: limits.clone(),
+        };
+        Ok(SidecarConfig {
+            callee: Some(config),
+            caller,
+            admin,
+            limits,
+            extra_ca_certs,
         })
     }
+}
+
+/// `[limits]` and `[tls]`, which both sides use.
+fn shared_settings(
+    l: LimitsFile,
+    tls: TlsFile,
+) -> Result<(LimitsConfig, Vec<rustls::pki_types::CertificateDer<'static>>), ConfigError> {
+    if l.max_connections == 0 || l.max_concurrent_streams == 0 {
+        return Err(ConfigError::new(
+            "limits.max_connections and limits.max_concurrent_streams must be > 0",
+        ));
+    }
+    if l.max_headers == 0 || l.idle_timeout.0.is_zero() {
+        return Err(ConfigError::new(
+            "limits.max_headers and limits.idle_timeout must be > 0",
+        ));
+    }
+    if l.max_header_bytes < 8192 {
+        return Err(ConfigError::new(
+            "limits.max_header_bytes must be at least 8192",
+        ));
+    }
+    let extra_ca_certs = match &tls.ca_file {
+        None => Vec::new(),
+        Some(path) => load_ca_file(path)?,
+    };
+    let limits = LimitsConfig {
+        header_read_timeout: l.header_read_timeout.0,
+        shutdown_grace: l.shutdown_grace.0,
+        max_concurrent_streams: l.max_concurrent_streams,
+        max_header_bytes: l.max_header_bytes,
+        max_connections: l.max_connections,
+        max_headers: l.max_headers,
+        max_body_bytes: (l.max_body_bytes > 0).then_some(l.max_body_bytes),
+        idle_timeout: l.idle_timeout.0,
+    };
+    Ok((limits, extra_ca_certs))
+}
+
+/// Every listener on its own address (port 0 excepted: the kernel picks distinct ones).
+fn check_clashes(
+    listen: Option<SocketAddr>,
+    admin: SocketAddr,
+    caller: Option<&CallerConfig>,
+) -> Result<(), ConfigError> {
+    let mut taken: Vec<(String, SocketAddr)> = vec![("admin.address".into(), admin)];
+    if let Some(l) = listen {
+        taken.push(("listen.address".into(), l));
+    }
+    for (key, addr) in caller.map(|c| c.addresses()).unwrap_or_default() {
+        if addr.port() != 0 {
+            if let Some((other, _)) = taken.iter().find(|(_, a)| *a == addr) {
+                return Err(ConfigError::new(format!(
+                    "{key}: {addr} is already {other}"
+                )));
+            }
+        }
+        taken.push((key, addr));
+    }
+    Ok(())
 }
 
 impl UpstreamFile {
