@@ -131,6 +131,8 @@ mod tests {
 
     #[test]
     fn garbage_is_refused_with_a_reason() {
-        assert!(Certificate::from_pem(b"nothing").unwrap_err().contains("CERTIFICATE"));
+        assert!(Certificate::from_pem(b"nothing")
+            .unwrap_err()
+            .contains("CERTIFICATE"));
     }
 }

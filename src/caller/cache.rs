@@ -143,7 +143,12 @@ impl TokenCache {
         let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         slots
             .iter()
-            .map(|(r, s)| (r.clone(), s.state.borrow().token.as_ref().map(|t| t.expires_on)))
+            .map(|(r, s)| {
+                (
+                    r.clone(),
+                    s.state.borrow().token.as_ref().map(|t| t.expires_on),
+                )
+            })
             .collect()
     }
 
@@ -238,10 +243,7 @@ fn log_failure(
     retry_in: Duration,
 ) {
     let now = unix_now();
-    let cached_seconds_left = state
-        .token
-        .as_ref()
-        .map_or(0, |t| t.seconds_left(now));
+    let cached_seconds_left = state.token.as_ref().map_or(0, |t| t.seconds_left(now));
     tracing::warn!(
         source = source.name(),
         %resource,

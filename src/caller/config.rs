@@ -378,8 +378,7 @@ impl CallerConfig {
 
 impl IdentityFile {
     fn check(self, env: &AzureEnv) -> Result<IdentityConfig, ConfigError> {
-        const SOURCES: &str =
-            "workload_identity, client_certificate, imds, azure_cli or dev";
+        const SOURCES: &str = "workload_identity, client_certificate, imds, azure_cli or dev";
         let name = self.source.as_str();
         if !matches!(
             name,
@@ -417,8 +416,11 @@ impl IdentityFile {
         }
 
         let timeout = duration("identity.timeout", self.timeout.as_deref(), "10s")?;
-        let refresh_before =
-            duration("identity.refresh_before", self.refresh_before.as_deref(), "5m")?;
+        let refresh_before = duration(
+            "identity.refresh_before",
+            self.refresh_before.as_deref(),
+            "5m",
+        )?;
         if timeout.is_zero() {
             return Err(err("identity.timeout must be > 0".to_string()));
         }
@@ -565,10 +567,12 @@ impl EgressFile {
                 self.listen
             ))
         })?;
-        let url: Uri = self
-            .upstream
-            .parse()
-            .map_err(|e| err(format!("{at}.upstream: {:?} is not a URL: {e}", self.upstream)))?;
+        let url: Uri = self.upstream.parse().map_err(|e| {
+            err(format!(
+                "{at}.upstream: {:?} is not a URL: {e}",
+                self.upstream
+            ))
+        })?;
         if !matches!(url.scheme_str(), Some("http" | "https")) || url.authority().is_none() {
             return Err(err(format!(
                 "{at}.upstream: {:?} must be an http or https URL with a host",
@@ -582,8 +586,8 @@ impl EgressFile {
                 self.upstream
             )));
         }
-        let resource = Resource::parse(&self.resource)
-            .map_err(|e| err(format!("{at}.resource: {e}")))?;
+        let resource =
+            Resource::parse(&self.resource).map_err(|e| err(format!("{at}.resource: {e}")))?;
         let timeout = duration(&format!("{at}.timeout"), self.timeout.as_deref(), "30s")?;
         let connect_timeout = duration(
             &format!("{at}.connect_timeout"),
@@ -742,7 +746,10 @@ mod tests {
             ("AZURE_TENANT_ID", "tenant-1"),
             ("AZURE_CLIENT_ID", "client-1"),
             ("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com/"),
-            ("AZURE_FEDERATED_TOKEN_FILE", "/var/run/secrets/azure/tokens/token"),
+            (
+                "AZURE_FEDERATED_TOKEN_FILE",
+                "/var/run/secrets/azure/tokens/token",
+            ),
         ];
         let c = parse("[identity]\nsource = \"workload_identity\"\n", &env)
             .unwrap()
@@ -754,7 +761,10 @@ mod tests {
             app.token_endpoint(),
             "https://login.microsoftonline.com/tenant-1/oauth2/v2.0/token"
         );
-        assert_eq!(token_file.to_str(), Some("/var/run/secrets/azure/tokens/token"));
+        assert_eq!(
+            token_file.to_str(),
+            Some("/var/run/secrets/azure/tokens/token")
+        );
         assert_eq!(c.identity.refresh_before, Duration::from_secs(300));
         // The file wins over the environment.
         let c = parse(
@@ -772,35 +782,58 @@ mod tests {
     #[test]
     fn missing_and_misplaced_keys_are_named() {
         let e = parse("[identity]\nsource = \"workload_identity\"\n", &[]).unwrap_err();
-        assert!(e.contains("identity.tenant_id") && e.contains("AZURE_TENANT_ID"), "{e}");
+        assert!(
+            e.contains("identity.tenant_id") && e.contains("AZURE_TENANT_ID"),
+            "{e}"
+        );
         let e = parse(
             "[identity]\nsource = \"imds\"\nfederated_token_file = \"/x\"\n",
             &[],
         )
         .unwrap_err();
-        assert!(e.contains("identity.federated_token_file is only used"), "{e}");
+        assert!(
+            e.contains("identity.federated_token_file is only used"),
+            "{e}"
+        );
         let e = parse("[identity]\nsource = \"magic\"\n", &[]).unwrap_err();
         assert!(e.contains("identity.source"), "{e}");
         let e = parse("[identity]\nsource = \"imds\"\nbogus = 1\n", &[]).unwrap_err();
         assert!(e.contains("bogus"), "{e}");
-        let e = parse("[[egress]]\nlisten = \"127.0.0.1:1\"\nupstream = \"http://x\"\nresource = \"r\"\n", &[])
-            .unwrap_err();
+        let e = parse(
+            "[[egress]]\nlisten = \"127.0.0.1:1\"\nupstream = \"http://x\"\nresource = \"r\"\n",
+            &[],
+        )
+        .unwrap_err();
         assert!(e.contains("need an [identity]"), "{e}");
     }
 
     #[test]
     fn plain_http_only_where_it_cannot_leave_the_machine() {
         let base = "[identity]\nsource = \"workload_identity\"\ntenant_id = \"t\"\nclient_id = \"c\"\nfederated_token_file = \"/f\"\n";
-        for ok in ["http://127.0.0.1:8080", "https://login.example", "http://[::1]:1"] {
-            assert!(parse(&format!("{base}authority_host = \"{ok}\"\n"), &[]).is_ok(), "{ok}");
+        for ok in [
+            "http://127.0.0.1:8080",
+            "https://login.example",
+            "http://[::1]:1",
+        ] {
+            assert!(
+                parse(&format!("{base}authority_host = \"{ok}\"\n"), &[]).is_ok(),
+                "{ok}"
+            );
         }
-        for bad in ["http://10.0.0.1", "http://login.example", "ftp://x", "https://x/tenant"] {
+        for bad in [
+            "http://10.0.0.1",
+            "http://login.example",
+            "ftp://x",
+            "https://x/tenant",
+        ] {
             let e = parse(&format!("{base}authority_host = \"{bad}\"\n"), &[]).unwrap_err();
             assert!(e.contains("identity.authority_host"), "{bad}: {e}");
         }
         let imds = "[identity]\nsource = \"imds\"\n";
         let c = parse(imds, &[]).unwrap().unwrap();
-        assert!(matches!(c.identity.source, SourceConfig::Imds { ref endpoint } if endpoint == "http://169.254.169.254/"));
+        assert!(
+            matches!(c.identity.source, SourceConfig::Imds { ref endpoint } if endpoint == "http://169.254.169.254/")
+        );
         let e = parse(&format!("{imds}imds_endpoint = \"http://10.1.2.3\"\n"), &[]).unwrap_err();
         assert!(e.contains("identity.imds_endpoint"), "{e}");
     }
@@ -819,7 +852,9 @@ mod tests {
         let c = parse(&open, &[]).unwrap().unwrap();
         assert!(c.warnings()[0].contains("not a loopback address"));
         let pathy = text.replace("https://callee.example", "https://callee.example/api");
-        assert!(parse(&pathy, &[]).unwrap_err().contains("egress[0].upstream"));
+        assert!(parse(&pathy, &[])
+            .unwrap_err()
+            .contains("egress[0].upstream"));
         let clash = text.replace("127.0.0.1:7000", "127.0.0.1:42356");
         assert!(parse(&clash, &[]).unwrap_err().contains("egress[0].listen"));
     }

@@ -52,7 +52,11 @@ impl Egress {
     /// Forwards one request with a token.
     pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
         let resource = &self.route.resource;
-        let token = match self.cache.token(resource, self.route.upstream.timeout).await {
+        let token = match self
+            .cache
+            .token(resource, self.route.upstream.timeout)
+            .await
+        {
             Ok(t) => t,
             Err(why) => {
                 tracing::warn!(%resource, reason = why.label(), "egress: no token; not forwarded");
@@ -112,9 +116,11 @@ impl Egress {
         let mut parts = http::uri::Parts::default();
         parts.scheme = base.scheme().cloned();
         parts.authority = base.authority().cloned();
-        parts.path_and_query = Some(uri.path_and_query().cloned().unwrap_or_else(|| {
-            http::uri::PathAndQuery::from_static("/")
-        }));
+        parts.path_and_query = Some(
+            uri.path_and_query()
+                .cloned()
+                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+        );
         Uri::from_parts(parts).ok()
     }
 }

@@ -252,9 +252,7 @@ impl Refusal {
             StatusCode::SERVICE_UNAVAILABLE,
             why.label(),
             match why {
-                Unavailable::Failed(f) if f.transient() => {
-                    "the token source is failing; retrying"
-                }
+                Unavailable::Failed(f) if f.transient() => "the token source is failing; retrying",
                 Unavailable::Failed(_) => "the token source refused; see the sidecar's log",
                 Unavailable::Pending => "no token yet; the source is still answering",
                 Unavailable::TooManyResources => "too many distinct resources",

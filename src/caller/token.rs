@@ -102,7 +102,9 @@ impl AccessToken {
         if lifetime >= 2 * 3600 {
             return half_life;
         }
-        self.expires_on.saturating_sub(refresh_before).max(half_life)
+        self.expires_on
+            .saturating_sub(refresh_before)
+            .max(half_life)
     }
 }
 
@@ -146,8 +148,14 @@ mod tests {
 
     #[test]
     fn resources_are_checked_and_default_scope_is_folded() {
-        assert_eq!(Resource::parse("api://x/.default").unwrap().as_str(), "api://x");
-        assert_eq!(Resource::parse("api://x").unwrap().scope(), "api://x/.default");
+        assert_eq!(
+            Resource::parse("api://x/.default").unwrap().as_str(),
+            "api://x"
+        );
+        assert_eq!(
+            Resource::parse("api://x").unwrap().scope(),
+            "api://x/.default"
+        );
         assert!(Resource::parse("").is_err());
         assert!(Resource::parse("/.default").is_err());
         assert!(Resource::parse("api://a b").is_err());

@@ -21,8 +21,8 @@ use http::Uri;
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
-use crate::caller::config::{AzureEnv, CallerConfig, EgressFile, EndpointFile, IdentityFile};
 use crate::caller;
+use crate::caller::config::{AzureEnv, CallerConfig, EgressFile, EndpointFile, IdentityFile};
 use crate::normalize::Prefix;
 use crate::validate::Algorithm;
 
@@ -123,7 +123,10 @@ impl SidecarConfig {
 
     /// Settings that are legal but deserve a second look (printed as `warning:` lines).
     pub fn warnings(&self) -> Vec<String> {
-        self.caller.as_ref().map(|c| c.warnings()).unwrap_or_default()
+        self.caller
+            .as_ref()
+            .map(|c| c.warnings())
+            .unwrap_or_default()
     }
 }
 
@@ -702,12 +705,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 impl FileConfig {
     fn check(self, azure: &AzureEnv) -> Result<SidecarConfig, ConfigError> {
         let admin = parse_addr("admin.address", &self.admin.address)?;
-        let caller = caller::config::check(
-            self.identity,
-            self.identity_endpoint,
-            self.egress,
-            azure,
-        )?;
+        let caller =
+            caller::config::check(self.identity, self.identity_endpoint, self.egress, azure)?;
         let (auth, upstream) = match (self.auth, self.upstream) {
             (Some(a), Some(u)) => (a, u),
             (Some(_), None) => {
@@ -746,10 +745,7 @@ impl FileConfig {
                 });
             }
         };
-        let listen = parse_addr(
-            "listen.address",
-            &self.listen.unwrap_or_default().address,
-        )?;
+        let listen = parse_addr("listen.address", &self.listen.unwrap_or_default().address)?;
         if listen == admin && listen.port() != 0 {
             return Err(ConfigError::new(
                 "admin.address must differ from listen.address: admin endpoints are never served \
@@ -805,7 +801,13 @@ impl FileConfig {
 fn shared_settings(
     l: LimitsFile,
     tls: TlsFile,
-) -> Result<(LimitsConfig, Vec<rustls::pki_types::CertificateDer<'static>>), ConfigError> {
+) -> Result<
+    (
+        LimitsConfig,
+        Vec<rustls::pki_types::CertificateDer<'static>>,
+    ),
+    ConfigError,
+> {
     if l.max_connections == 0 || l.max_concurrent_streams == 0 {
         return Err(ConfigError::new(
             "limits.max_connections and limits.max_concurrent_streams must be > 0",

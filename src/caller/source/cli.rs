@@ -59,7 +59,10 @@ pub async fn acquire(
         ));
     }
     if output.stdout.len() > MAX_OUTPUT {
-        return Err(AcquireError::new(Failure::CliFailed, "az: output too large"));
+        return Err(AcquireError::new(
+            Failure::CliFailed,
+            "az: output too large",
+        ));
     }
     #[derive(serde::Deserialize)]
     struct CliToken {
@@ -71,11 +74,7 @@ pub async fn acquire(
     let parsed: CliToken = serde_json::from_slice(&output.stdout).map_err(|e| {
         AcquireError::new(
             Failure::CliFailed,
-            format!(
-                "az: not a token (line {} column {})",
-                e.line(),
-                e.column()
-            ),
+            format!("az: not a token (line {} column {})", e.line(), e.column()),
         )
     })?;
     let now = unix_now();
