@@ -30,8 +30,8 @@ use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{DecodingKey, Validation};
 
 use tokengate::authorize;
+use tokengate::dev::fixture::offline_proxy;
 use tokengate::extract;
-use tokengate::keys::KeyControl;
 use tokengate::metrics::Metrics;
 use tokengate::pipeline::{unix_now, Proxy};
 use tokengate::validate;
@@ -63,13 +63,7 @@ fn bearer(token: &str) -> HeaderMap {
 }
 
 fn proxy(fx: &Fixture, cache_entries: usize) -> Proxy {
-    Proxy::new(
-        Arc::new(arc_swap::ArcSwap::new(fx.snapshot.clone())),
-        TokenCache::new(cache_entries, 32 << 20),
-        Arc::new(Metrics::new()),
-        Arc::new(KeyControl::new()),
-        tokengate::forward::Upstream::new(&fx.snapshot.config.upstream, &[]),
-    )
+    offline_proxy(fx.snapshot.clone(), cache_entries, Arc::new(Metrics::new()))
 }
 
 fn tokengate_rows(c: &mut Criterion, fx: &Fixture) {

@@ -29,6 +29,7 @@ pub mod config;
 pub mod dev;
 pub mod metrics;
 pub mod net;
+pub mod refresh;
 pub mod snapshot;
 
 // The paths these modules had before the callee/net split (issue 10), kept so code written
@@ -80,7 +81,7 @@ pub struct Running {
 /// The callee side's handles.
 struct CalleeState {
     cell: Arc<SnapshotCell>,
-    keys: Arc<keys::KeyControl>,
+    key_fetcher: Arc<keys::KeyFetcher>,
     fetcher: JoinHandle<()>,
 }
 
@@ -190,17 +191,17 @@ fn start_callee(
         config.clone(),
         Keys::Pending,
     )));
-    let key_control = Arc::new(keys::KeyControl::new());
-    let fetcher = tokio::spawn(keys::run_fetcher(
+    let key_fetcher = Arc::new(keys::KeyFetcher::new(
         cell.clone(),
-        key_control.clone(),
         metrics.clone(),
+        &config.extra_ca_certs,
     ));
+    let fetcher = tokio::spawn(key_fetcher.clone().run());
     let proxy = Arc::new(pipeline::Proxy::new(
         cell.clone(),
         validate::cache::TokenCache::new(config.cache.max_entries, config.cache.max_bytes),
         metrics.clone(),
-        key_control.clone(),
+        key_fetcher.clone(),
         forward::Upstream::new(&config.upstream, &config.extra_ca_certs),
     ));
     let server = tokio::spawn(listener::serve(
@@ -214,7 +215,7 @@ fn start_callee(
     ));
     let state = CalleeState {
         cell,
-        keys: key_control,
+        key_fetcher,
         fetcher,
     };
     (state, server)
@@ -240,7 +241,7 @@ impl Running {
             && config.auth.algorithms == current.config.auth.algorithms;
         snapshot::store_config(&callee.cell, Arc::new(config));
         if !same_key_source {
-            callee.keys.refresh_now();
+            callee.key_fetcher.refresh_now();
         }
         Ok(())
     }

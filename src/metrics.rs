@@ -5,7 +5,9 @@
 //! - `tokengate_upstream_responses_total{class}` (`1xx`…`5xx`) and
 //!   `tokengate_upstream_duration_seconds` (time to the upstream's response head);
 //! - `tokengate_jwks_refresh_total{result}` (`ok`/`failed`) and `tokengate_jwks_keys`;
-//! - `tokengate_token_cache_total{result}` (`hit`/`miss`/`eviction`).
+//! - `tokengate_token_cache_total{result}` (`hit`/`miss`/`eviction`);
+//! - `tokengate_report_only_denials_total{reason}`: requests report mode forwarded that enforce
+//!   mode would have refused, by rejection label (only reportable reasons have a series).
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
@@ -19,7 +21,9 @@ pub struct Metrics {
     registry: Registry,
     allowed: IntCounter,
     anonymous: IntCounter,
-    denied: Vec<IntCounter>,
+    denied: [IntCounter; Rejection::COUNT],
+    /// Indexed like `denied`; `None` for reasons report mode never forwards.
+    report_only: [Option<IntCounter>; Rejection::COUNT],
     upstream_class: [IntCounter; 5],
     upstream_latency: Histogram,
     jwks_ok: IntCounter,
@@ -82,8 +86,17 @@ impl Metrics {
             &["result"],
         )
         .expect("valid metric");
+        let report_only = IntCounterVec::new(
+            Opts::new(
+                "tokengate_report_only_denials_total",
+                "Requests forwarded in report mode that enforce mode would refuse, by reason.",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(report_only.clone()),
             Box::new(upstream.clone()),
             Box::new(upstream_latency.clone()),
             Box::new(jwks.clone()),
@@ -95,10 +108,11 @@ impl Metrics {
         Metrics {
             allowed: requests.with_label_values(&["allowed"]),
             anonymous: requests.with_label_values(&["anonymous"]),
-            denied: Rejection::ALL
-                .iter()
-                .map(|r| requests.with_label_values(&[r.label()]))
-                .collect(),
+            denied: Rejection::ALL.map(|r| requests.with_label_values(&[r.label()])),
+            report_only: Rejection::ALL.map(|r| {
+                r.reportable()
+                    .then(|| report_only.with_label_values(&[r.label()]))
+            }),
             upstream_class: ["1xx", "2xx", "3xx", "4xx", "5xx"]
                 .map(|c| upstream.with_label_values(&[c])),
             upstream_latency,
@@ -125,6 +139,13 @@ impl Metrics {
     /// A refused request.
     pub fn denied(&self, r: Rejection) {
         self.denied[r.index()].inc();
+    }
+
+    /// A request report mode forwarded although enforce mode would refuse it for `r`.
+    pub fn report_only_denial(&self, r: Rejection) {
+        if let Some(c) = &self.report_only[r.index()] {
+            c.inc();
+        }
     }
 
     /// An upstream response head arrived after `seconds`.

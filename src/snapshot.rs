@@ -53,7 +53,7 @@ impl Snapshot {
         let a = &self.config.auth;
         ValidationPolicy {
             issuers: &a.issuers,
-            audiences: &a.audiences,
+            audiences: &a.token_audiences,
             algorithms: &a.algorithms,
             clock_skew_secs: self.clock_skew_secs,
         }

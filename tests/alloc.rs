@@ -31,11 +31,11 @@ use serde_json::Value;
 
 use tokengate::authorize;
 use tokengate::config::Config;
+use tokengate::dev::fixture::offline_proxy;
 use tokengate::dev::{DevIssuer, DEV_CALLER_APP};
 use tokengate::extract;
-use tokengate::keys::KeyControl;
 use tokengate::metrics::Metrics;
-use tokengate::pipeline::{unix_now, Proxy};
+use tokengate::pipeline::unix_now;
 use tokengate::snapshot::{Keys, Snapshot};
 use tokengate::validate::cache::{CachedIdentity, TokenCache};
 use tokengate::validate::{self, Algorithm, KeySet};
@@ -319,14 +319,7 @@ fn hit_allocates_nothing() {
 #[test]
 fn proxy_authenticate_hit_allocates_nothing() {
     let fx = Fixture::new();
-    let cell = Arc::new(arc_swap::ArcSwap::new(fx.snapshot.clone()));
-    let proxy = Proxy::new(
-        cell,
-        TokenCache::new(1000, 1 << 20),
-        Arc::new(Metrics::new()),
-        Arc::new(KeyControl::new()),
-        tokengate::forward::Upstream::new(&fx.snapshot.config.upstream, &[]),
-    );
+    let proxy = offline_proxy(fx.snapshot.clone(), 1000, Arc::new(Metrics::new()));
     let now = unix_now();
     let headers = bearer(&fx.token("RS256", 2, 7));
     let snap = proxy.cell.load_full();
@@ -345,6 +338,30 @@ fn proxy_authenticate_hit_allocates_nothing() {
         allocations(|| proxy.authenticate(&snap, &other, PATH, &Method::GET, now));
     third.expect("valid");
     eprintln!("Proxy::authenticate, warm miss (builds a cache entry): {miss_allocs} allocations");
+}
+
+/// `Proxy::decide` (the one decision function: anonymous access, validation, route audiences,
+/// tenants, allow-lists, rules, report mode) on a cache hit.
+#[test]
+fn proxy_decide_hit_allocates_nothing() {
+    let fx = Fixture::new();
+    let proxy = offline_proxy(fx.snapshot.clone(), 1000, Arc::new(Metrics::new()));
+    let now = unix_now();
+    let headers = bearer(&fx.token("RS256", 1, 9));
+    let snap = proxy.cell.load_full();
+    let allowed =
+        |d: &tokengate::pipeline::Decision| matches!(d, tokengate::pipeline::Decision::Allow(_));
+    assert!(allowed(&proxy.decide(
+        &snap,
+        &headers,
+        PATH,
+        &Method::GET,
+        now
+    )));
+    let (d, n) = allocations(|| proxy.decide(&snap, &headers, PATH, &Method::GET, now));
+    assert!(allowed(&d));
+    drop(d);
+    assert_eq!(n, 0, "Proxy::decide hit: {n} heap allocations");
 }
 
 /// The borrowing is an optimisation only: JSON-escaped strings (legal, if never seen from Entra)

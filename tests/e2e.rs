@@ -23,5 +23,7 @@ mod hostile;
 mod keys;
 #[path = "e2e/paths.rs"]
 mod paths;
+#[path = "e2e/policy.rs"]
+mod policy;
 #[path = "e2e/upstream.rs"]
 mod upstream;

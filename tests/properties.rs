@@ -93,6 +93,12 @@ impl Subject for Caller {
     fn object_id(&self) -> Option<&str> {
         Some("oid")
     }
+    fn tenant_id(&self) -> Option<&str> {
+        None
+    }
+    fn has_any_audience(&self, wanted: &[String]) -> bool {
+        wanted.iter().any(|w| w == "a")
+    }
     fn has_any_role(&self, wanted: &[String]) -> bool {
         self.0.iter().any(|r| wanted.iter().any(|w| w == r))
     }

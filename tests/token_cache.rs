@@ -13,10 +13,10 @@ use http::{HeaderMap, HeaderValue, Method};
 use serde_json::Value;
 
 use tokengate::config::Config;
+use tokengate::dev::fixture::offline_proxy;
 use tokengate::dev::{DevIssuer, SigningKey, DEV_AUDIENCE};
-use tokengate::keys::KeyControl;
 use tokengate::metrics::Metrics;
-use tokengate::pipeline::{unix_now, Proxy};
+use tokengate::pipeline::unix_now;
 use tokengate::snapshot::{Keys, Snapshot};
 use tokengate::validate::cache::{CachedIdentity, Lookup, TokenCache};
 use tokengate::validate::{self, Algorithm, KeySet};
@@ -261,13 +261,7 @@ fn hits_and_misses_are_counted() {
         Keys::Loaded(fx.keys.clone()),
     ));
     let metrics = Arc::new(Metrics::new());
-    let proxy = Proxy::new(
-        Arc::new(arc_swap::ArcSwap::new(snapshot.clone())),
-        TokenCache::new(100, 1 << 20),
-        metrics.clone(),
-        Arc::new(KeyControl::new()),
-        tokengate::forward::Upstream::new(&snapshot.config.upstream, &[]),
-    );
+    let proxy = offline_proxy(snapshot.clone(), 100, metrics.clone());
     let now = unix_now();
     let mut headers = HeaderMap::new();
     let token = fx.token(0, now + 3600);

@@ -1,12 +1,21 @@
 //! Authorization: who may call, and which roles each path and method needs.
 //!
 //! # Contract
-//! Evaluated on every request, cached token or not, against the snapshot the request loaded:
-//! 1. `allowed_applications` (when non-empty) must contain the caller's `appid`/`azp`;
-//! 2. `allowed_principals` (when non-empty) must contain the caller's `oid`;
-//! 3. every `[[auth.rules]]` whose path covers the request path (case-insensitively, whole
-//!    segments) and whose methods include the request method must find one of its roles in the
-//!    token's `roles` claim.
+//! Evaluated on every request, cached token or not, against the snapshot the request loaded.
+//! A rule *matches* when its path covers the request path (case-insensitively, whole segments)
+//! and its methods include the request method. Considering only rules in enforce mode:
+//! 1. audience: every matching rule with `audiences` must find one of them in the token's `aud`;
+//!    when no matching rule has `audiences`, `aud` must hold one of `auth.audiences` that no rule
+//!    reserves (a rule's audiences are accepted only where it matches) — else 401
+//!    `invalid_audience`;
+//! 2. `auth.tenants` (when configured) must contain the caller's `tid` — else 403
+//!    `tenant_not_allowed`;
+//! 3. `allowed_applications` (when non-empty) must contain the caller's `appid`/`azp`;
+//! 4. `allowed_principals` (when non-empty) must contain the caller's `oid`;
+//! 5. every matching rule with `roles` must find one of them in the token's `roles` claim.
+//!
+//! [`report`] evaluates the same with every rule, for `mode = "report"` rules: what it refuses
+//! and [`authorize`] allows is forwarded and only reported.
 //!
 //! A path is anonymous only when an `excluded_paths` prefix covers it with exact case *and* no
 //! rule applies to it: an anonymous prefix never lets a request escape a rule.
@@ -14,7 +23,7 @@
 
 use http::Method;
 
-use crate::config::{AuthConfig, Rule};
+use crate::config::{AuthConfig, Mode, Rule};
 use crate::normalize::Case;
 use crate::reject::Rejection;
 use crate::validate::cache::CachedIdentity;
@@ -26,6 +35,10 @@ pub trait Subject {
     fn application(&self) -> Option<&str>;
     /// `oid`.
     fn object_id(&self) -> Option<&str>;
+    /// `tid`.
+    fn tenant_id(&self) -> Option<&str>;
+    /// Whether `aud` holds any of `wanted`.
+    fn has_any_audience(&self, wanted: &[String]) -> bool;
     /// Whether `roles` holds any of `wanted`.
     fn has_any_role(&self, wanted: &[String]) -> bool;
 }
@@ -36,6 +49,12 @@ impl Subject for Claims<'_> {
     }
     fn object_id(&self) -> Option<&str> {
         Claims::object_id(self)
+    }
+    fn tenant_id(&self) -> Option<&str> {
+        Claims::tenant_id(self)
+    }
+    fn has_any_audience(&self, wanted: &[String]) -> bool {
+        Claims::has_any_audience(self, wanted)
     }
     fn has_any_role(&self, wanted: &[String]) -> bool {
         Claims::has_any_role(self, wanted)
@@ -48,6 +67,12 @@ impl Subject for CachedIdentity {
     }
     fn object_id(&self) -> Option<&str> {
         CachedIdentity::object_id(self)
+    }
+    fn tenant_id(&self) -> Option<&str> {
+        CachedIdentity::tenant_id(self)
+    }
+    fn has_any_audience(&self, wanted: &[String]) -> bool {
+        CachedIdentity::has_any_audience(self, wanted)
     }
     fn has_any_role(&self, wanted: &[String]) -> bool {
         CachedIdentity::has_any_role(self, wanted)
@@ -76,13 +101,59 @@ pub fn access(auth: &AuthConfig, path: &str, method: &Method) -> Access {
     }
 }
 
-/// Checks allow-lists and rules for an authenticated caller.
+/// Checks route audiences, tenants, allow-lists and enforced rules for an authenticated caller.
 pub fn authorize(
     auth: &AuthConfig,
     subject: &impl Subject,
     path: &str,
     method: &Method,
 ) -> Result<(), Rejection> {
+    check(auth, subject, path, method, false)
+}
+
+/// What enforcing every rule, report-mode ones included, would refuse. The pipeline calls it
+/// only after [`authorize`] allowed the request, so a refusal here is a report-only one.
+pub fn report(
+    auth: &AuthConfig,
+    subject: &impl Subject,
+    path: &str,
+    method: &Method,
+) -> Result<(), Rejection> {
+    check(auth, subject, path, method, true)
+}
+
+/// Whether some rule in report mode matches the request (only then can [`report`] differ from
+/// [`authorize`]).
+pub fn has_report_rule(auth: &AuthConfig, path: &str, method: &Method) -> bool {
+    auth.rules
+        .iter()
+        .any(|r| r.mode == Mode::Report && rule_applies(r, path, method))
+}
+
+fn check(
+    auth: &AuthConfig,
+    subject: &impl Subject,
+    path: &str,
+    method: &Method,
+    with_report_rules: bool,
+) -> Result<(), Rejection> {
+    let counted =
+        |r: &Rule| (with_report_rules || r.mode == Mode::Enforce) && rule_applies(r, path, method);
+    let mut route_audiences = false;
+    for rule in auth.rules.iter().filter(|r| !r.audiences.is_empty()) {
+        if counted(rule) {
+            route_audiences = true;
+            if !subject.has_any_audience(&rule.audiences) {
+                return Err(Rejection::InvalidAudience);
+            }
+        }
+    }
+    if !route_audiences && !subject.has_any_audience(&auth.open_audiences) {
+        return Err(Rejection::InvalidAudience);
+    }
+    if !auth.tenants.allows(subject.tenant_id()) {
+        return Err(Rejection::TenantNotAllowed);
+    }
     if !auth.allowed_applications.is_empty() {
         let app = subject
             .application()
@@ -98,7 +169,7 @@ pub fn authorize(
         }
     }
     for rule in &auth.rules {
-        if rule_applies(rule, path, method) && !subject.has_any_role(&rule.roles) {
+        if counted(rule) && !rule.roles.is_empty() && !subject.has_any_role(&rule.roles) {
             return Err(Rejection::MissingRole);
         }
     }
@@ -127,6 +198,12 @@ mod tests {
         }
         fn object_id(&self) -> Option<&str> {
             self.oid
+        }
+        fn tenant_id(&self) -> Option<&str> {
+            None
+        }
+        fn has_any_audience(&self, wanted: &[String]) -> bool {
+            wanted.iter().any(|w| w == "a")
         }
         fn has_any_role(&self, wanted: &[String]) -> bool {
             self.roles.iter().any(|r| wanted.iter().any(|w| w == r))

@@ -5,58 +5,21 @@
 //!   ways, never buffered whole.
 //! - A connect failure answers 502 within `upstream.connect_timeout`; no response head within
 //!   `upstream.timeout` answers 504. Neither is retried: the request body may be half sent.
-//! - https upstreams (and https IdPs) are verified against the system's CA certificates.
+//! - https upstreams are verified against the system's CA certificates plus `tls.ca_file`
+//!   ([`crate::net::client`] builds the connector).
 
 use std::time::{Duration, Instant};
 
 use http::{Request, Response};
 use http_body_util::{Either, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnectorBuilder;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::pki_types::CertificateDer;
 
 use crate::config::UpstreamConfig;
+use crate::net::client::{https_connector, HttpsConnector};
 use crate::reject::Rejection;
-
-/// TCP plus optional TLS.
-pub type HttpsConnector = hyper_rustls::HttpsConnector<HttpConnector>;
-
-/// Builds the connector used for the upstream and for the IdP: the system's CA certificates
-/// plus `extra_ca`.
-pub fn https_connector(
-    connect_timeout: Duration,
-    extra_ca: &[CertificateDer<'static>],
-) -> HttpsConnector {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(connect_timeout));
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    for error in &native.errors {
-        tracing::warn!(%error, "loading system CA certificates");
-    }
-    let (added, _ignored) = roots.add_parsable_certificates(native.certs);
-    for cert in extra_ca {
-        if let Err(error) = roots.add(cert.clone()) {
-            tracing::warn!(%error, "tls.ca_file: certificate not usable as a trust anchor");
-        }
-    }
-    if added == 0 && extra_ca.is_empty() {
-        tracing::warn!("no CA certificates: https upstreams and IdPs will fail");
-    }
-    let tls = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http)
-}
 
 /// A request body on its way upstream: as received, or capped at `limits.max_body_bytes`.
 pub type UpstreamBody = Either<Incoming, Limited<Incoming>>;

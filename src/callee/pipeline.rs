@@ -12,7 +12,11 @@
 //!
 //! Every refusal is a [`Rejection`], turned into a response by `respond` and counted and logged
 //! here, once. Nothing reaches the upstream unless the path normalized and either it is anonymous
-//! or the token validated and authorized.
+//! or the token validated and authorized — or report mode is on (`auth.mode = "report"`, or a
+//! `mode = "report"` rule) and the refusal is a token or authorization one: then the request is
+//! forwarded, logged as `would deny` and counted in `tokengate_report_only_denials_total`, with
+//! the identity headers only when the token itself was accepted. [`Proxy::decide`] is the one
+//! decision function: the pipeline and `tokengate explain` both call it.
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -25,9 +29,10 @@ use http_body_util::Either;
 use hyper::body::Incoming;
 
 use crate::authorize::{self, Access};
+use crate::config::Mode;
 use crate::extract;
 use crate::forward::Upstream;
-use crate::keys::KeyControl;
+use crate::keys::KeyFetcher;
 use crate::listener::Conn;
 use crate::metrics::Metrics;
 use crate::normalize;
@@ -46,6 +51,24 @@ thread_local! {
 /// The EasyAuth endpoint answered on the public listener.
 const AUTH_ME: &str = "/.auth/me";
 
+/// What the policy says about one request, before anything is forwarded.
+#[derive(Clone)]
+pub enum Decision {
+    /// An anonymous path: forwarded without identity, no token looked at.
+    Anonymous,
+    /// The token validated and every enforced check passed.
+    Allow(Arc<CachedIdentity>),
+    /// Enforcing the policy refuses it.
+    Deny {
+        /// Why.
+        reason: Rejection,
+        /// The caller, when the token itself was accepted and only authorization refused.
+        identity: Option<Arc<CachedIdentity>>,
+        /// Report mode: forward anyway (identity headers only with `identity`), log, count.
+        report_only: bool,
+    },
+}
+
 /// Shared state of the public listener.
 pub struct Proxy {
     /// The hot state.
@@ -54,8 +77,8 @@ pub struct Proxy {
     pub cache: TokenCache,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    /// Unknown-`kid` refreshes.
-    pub keys: Arc<KeyControl>,
+    /// Signing keys, asked for a refresh after an unknown `kid`.
+    pub key_fetcher: Arc<KeyFetcher>,
     upstream: Upstream,
     request_ids: RequestIds,
 }
@@ -66,14 +89,14 @@ impl Proxy {
         cell: Arc<SnapshotCell>,
         cache: TokenCache,
         metrics: Arc<Metrics>,
-        keys: Arc<KeyControl>,
+        key_fetcher: Arc<KeyFetcher>,
         upstream: Upstream,
     ) -> Proxy {
         Proxy {
             cell,
             cache,
             metrics,
-            keys,
+            key_fetcher,
             upstream,
             request_ids: RequestIds::new(),
         }
@@ -86,7 +109,7 @@ impl Proxy {
         let peer = conn.peer;
         let outcome = match conn.state.violation() {
             Some(_) => Err(Rejection::AmbiguousFraming),
-            None => self.process(req, peer).await,
+            None => self.process(req, peer, &request_id).await,
         };
         match outcome {
             Ok(resp) => {
@@ -121,6 +144,7 @@ impl Proxy {
         &self,
         req: Request<Incoming>,
         peer: SocketAddr,
+        request_id: &http::HeaderValue,
     ) -> Result<Response<Body>, Rejection> {
         let mut snap = self.cell.load_full();
 
@@ -129,12 +153,37 @@ impl Proxy {
         let path = target.path();
         let method = req.method();
 
-        let identity = match authorize::access(&snap.config.auth, path, method) {
-            Access::Anonymous if !is_auth_me(path) => None,
-            _ => Some(
-                self.authenticate_with_refresh(&mut snap, req.headers(), path, method)
-                    .await?,
-            ),
+        let identity = match self
+            .decide_with_refresh(&mut snap, req.headers(), path, method)
+            .await
+        {
+            Decision::Anonymous => None,
+            Decision::Allow(id) => Some(id),
+            // /.auth/me is ours, not the callee's: nothing to roll out there.
+            Decision::Deny { reason, .. } if is_auth_me(path) => return Err(reason),
+            Decision::Deny {
+                reason,
+                report_only: false,
+                ..
+            } => return Err(reason),
+            Decision::Deny {
+                reason,
+                identity,
+                report_only: true,
+            } => {
+                self.metrics.report_only_denial(reason);
+                tracing::warn!(
+                    reason = reason.label(),
+                    status = reason.status().as_u16(),
+                    %method,
+                    path,
+                    %peer,
+                    identity = identity.is_some(),
+                    request_id = request_id.to_str().unwrap_or(""),
+                    "would deny"
+                );
+                identity
+            }
         };
 
         if let Some(id) = &identity {
@@ -147,39 +196,97 @@ impl Proxy {
             .await
     }
 
-    /// Authenticates, and after an unknown `kid` waits once for a bounded key refresh, then
-    /// continues with the refreshed snapshot.
-    async fn authenticate_with_refresh(
+    /// Decides, and after an unknown `kid` waits once for a bounded key refresh, then decides
+    /// again with the refreshed snapshot.
+    async fn decide_with_refresh(
         &self,
         snap: &mut Arc<Snapshot>,
         headers: &HeaderMap,
         path: &str,
         method: &Method,
-    ) -> Result<Arc<CachedIdentity>, Rejection> {
-        match self.authenticate(snap, headers, path, method, unix_now()) {
-            Err(Rejection::UnknownKeyId) => {
-                let k = &snap.config.keys;
-                if !self
-                    .keys
-                    .unknown_kid(k.unknown_kid_cooldown, k.unknown_kid_wait)
-                    .await
-                {
-                    return Err(Rejection::UnknownKeyId);
-                }
-                *snap = self.cell.load_full();
-                self.authenticate(snap, headers, path, method, unix_now())
-            }
-            other => other,
+    ) -> Decision {
+        let first = self.decide(snap, headers, path, method, unix_now());
+        let Decision::Deny {
+            reason: Rejection::UnknownKeyId,
+            ..
+        } = first
+        else {
+            return first;
+        };
+        let k = &snap.config.keys;
+        if !self
+            .key_fetcher
+            .unknown_kid(k.unknown_kid_cooldown, k.unknown_kid_wait)
+            .await
+        {
+            return first;
         }
+        *snap = self.cell.load_full();
+        self.decide(snap, headers, path, method, unix_now())
     }
 
-    /// Token → verified, authorized identity. Synchronous: it never waits on anything.
+    /// The policy's decision for a request to the normalized `path`: anonymous access, token
+    /// validation, route audiences, tenants, allow-lists, rules, and report mode. Synchronous:
+    /// it never waits on anything. This is the proxy's only decision code; `tokengate explain`
+    /// calls it too.
+    pub fn decide(
+        &self,
+        snap: &Snapshot,
+        headers: &HeaderMap,
+        path: &str,
+        method: &Method,
+        now: u64,
+    ) -> Decision {
+        let auth = &snap.config.auth;
+        if authorize::access(auth, path, method) == Access::Anonymous && !is_auth_me(path) {
+            return Decision::Anonymous;
+        }
+        let report_all = auth.mode == Mode::Report;
+        let deny = |reason: Rejection, identity| Decision::Deny {
+            reason,
+            identity,
+            report_only: report_all && reason.reportable(),
+        };
+        let id = match self.identify(snap, headers, now) {
+            Ok(id) => id,
+            Err(reason) => return deny(reason, None),
+        };
+        if let Err(reason) = authorize::authorize(auth, &*id, path, method) {
+            let identity = reason.token_accepted().then(|| id.clone());
+            return deny(reason, identity);
+        }
+        if authorize::has_report_rule(auth, path, method) {
+            if let Err(reason) = authorize::report(auth, &*id, path, method) {
+                return Decision::Deny {
+                    reason,
+                    identity: Some(id),
+                    report_only: true,
+                };
+            }
+        }
+        Decision::Allow(id)
+    }
+
+    /// Token → verified, authorized (enforced checks) identity. Synchronous.
     pub fn authenticate(
         &self,
         snap: &Snapshot,
         headers: &HeaderMap,
         path: &str,
         method: &Method,
+        now: u64,
+    ) -> Result<Arc<CachedIdentity>, Rejection> {
+        let entry = self.identify(snap, headers, now)?;
+        authorize::authorize(&snap.config.auth, &*entry, path, method)?;
+        Ok(entry)
+    }
+
+    /// Token → verified identity (from the cache, or validated and cached). Which route accepts
+    /// it is decided by `authorize`, on every request.
+    fn identify(
+        &self,
+        snap: &Snapshot,
+        headers: &HeaderMap,
         now: u64,
     ) -> Result<Arc<CachedIdentity>, Rejection> {
         let auth = &snap.config.auth;
@@ -191,13 +298,11 @@ impl Proxy {
         let (hit, _) = self.cache.get(token, keys, snap.policy_generation, now);
         self.metrics.cache(hit.is_some());
         if let Some(entry) = hit {
-            authorize::authorize(auth, &*entry, path, method)?;
             return Ok(entry);
         }
         let entry = SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
             let verified = validate(token, &snap.policy(), keys, now, &mut scratch)?;
-            authorize::authorize(auth, &verified.claims, path, method)?;
             CachedIdentity::new(token, &verified, snap.policy_generation)
                 .map_err(|_| Rejection::MalformedToken)
         })?;
@@ -229,6 +334,9 @@ impl Proxy {
         rewrite::strip_credentials(headers);
         if let Some(id) = identity {
             rewrite::set_identity(headers, &id.headers);
+            if up.forward_token {
+                rewrite::set_token(headers, id.token());
+            }
         }
         rewrite::set_forwarded(
             headers,

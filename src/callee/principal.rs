@@ -14,6 +14,9 @@
 //!   `email`, `name`; for app-only tokens (managed identities) that carry none, the caller's
 //!   `appid`/`azp`.
 //! - `X-MS-CLIENT-PRINCIPAL-IDP`: `aad`.
+//! - The caller's tenant (`tid`) is a claim like any other in `X-MS-CLIENT-PRINCIPAL` (as
+//!   `http://schemas.microsoft.com/identity/claims/tenantid`), and `/.auth/me` also gives it as
+//!   `tenant_id`, so a multi-tenant callee need not dig for it.
 //!
 //! This runs once per distinct token (the cache keeps the encoded headers), so it may allocate.
 
@@ -102,6 +105,7 @@ pub struct Principal {
     claims: Vec<Claim>,
     id: Option<String>,
     name: Option<String>,
+    tenant_id: Option<String>,
 }
 
 /// The pre-encoded upstream headers for one principal.
@@ -137,6 +141,7 @@ impl Principal {
                 .map(String::from)
         };
         let id = text("oid").or_else(|| text("sub"));
+        let tenant_id = text("tid");
         let name = [
             "preferred_username",
             "upn",
@@ -172,7 +177,12 @@ impl Principal {
                 }
             }
         }
-        Ok(Principal { claims, id, name })
+        Ok(Principal {
+            claims,
+            id,
+            name,
+            tenant_id,
+        })
     }
 
     /// The claims, mapped, in token order.
@@ -183,6 +193,11 @@ impl Principal {
     /// `X-MS-CLIENT-PRINCIPAL-ID`'s value.
     pub fn id(&self) -> Option<&str> {
         self.id.as_deref()
+    }
+
+    /// The caller's tenant (`tid`).
+    pub fn tenant_id(&self) -> Option<&str> {
+        self.tenant_id.as_deref()
     }
 
     /// `X-MS-CLIENT-PRINCIPAL-NAME`'s value.
@@ -214,12 +229,15 @@ impl Principal {
         struct Session<'a> {
             provider_name: &'a str,
             user_id: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            tenant_id: Option<&'a str>,
             user_claims: &'a [Claim],
         }
         let user_id = self.name.as_deref().or(self.id.as_deref()).unwrap_or("");
         let doc = [Session {
             provider_name: IDP,
             user_id,
+            tenant_id: self.tenant_id.as_deref(),
             user_claims: &self.claims,
         }];
         serde_json::to_string(&doc).expect("serializing strings cannot fail")
@@ -248,6 +266,7 @@ impl fmt::Debug for Principal {
         f.debug_struct("Principal")
             .field("id", &self.id)
             .field("name", &self.name)
+            .field("tenant_id", &self.tenant_id)
             .finish()
     }
 }

@@ -11,7 +11,7 @@ use http::{HeaderValue, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
-use crate::reject::{ChallengeError, Rejection};
+use crate::reject::{Answer, ChallengeError, Rejection};
 
 /// Response bodies: streamed from the upstream, or generated here.
 pub type Body = Either<Incoming, Full<Bytes>>;
@@ -20,23 +20,17 @@ const REALM: &str = "tokengate";
 
 /// The response for a refused request.
 pub fn rejection(r: Rejection) -> Response<Body> {
-    let status = r.status();
-    let code = match r.challenge() {
-        ChallengeError::None => match r {
-            Rejection::MissingToken => "unauthorized",
-            Rejection::NoSigningKeys => "temporarily_unavailable",
-            _ => "bad_gateway",
-        },
-        ChallengeError::InvalidRequest => "invalid_request",
-        ChallengeError::InvalidToken => "invalid_token",
-        ChallengeError::InsufficientScope => "insufficient_scope",
-    };
+    let Answer {
+        status,
+        challenge,
+        code,
+    } = r.answer();
     let body = format!(
         "{{\"error\":\"{code}\",\"error_description\":\"{}\"}}\n",
         r.label()
     );
     let mut resp = json(status, body);
-    let challenge = match (r.challenge(), status) {
+    let challenge = match (challenge, status) {
         (ChallengeError::None, StatusCode::UNAUTHORIZED) => {
             Some(format!("Bearer realm=\"{REALM}\""))
         }
@@ -86,6 +80,20 @@ pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
 mod tests {
     use super::*;
 
+    /// The bytes of a generated (in-memory) body.
+    fn body_text(full: Full<Bytes>) -> String {
+        use http_body::Body as _;
+        let mut full = std::pin::pin!(full);
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        match full.as_mut().poll_frame(&mut cx) {
+            std::task::Poll::Ready(Some(Ok(frame))) => {
+                String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap()
+            }
+            _ => panic!("a full body is ready at once"),
+        }
+    }
+
     #[test]
     fn challenges_follow_rfc_6750() {
         let missing = rejection(Rejection::MissingToken);
@@ -108,8 +116,17 @@ mod tests {
         let keys = rejection(Rejection::NoSigningKeys);
         assert_eq!(keys.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(keys.headers().contains_key(RETRY_AFTER));
-        assert!(!rejection(Rejection::UpstreamTimeout)
-            .headers()
-            .contains_key(WWW_AUTHENTICATE));
+        let timeout = rejection(Rejection::UpstreamTimeout);
+        assert_eq!(timeout.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert!(!timeout.headers().contains_key(WWW_AUTHENTICATE));
+        let body = timeout.into_body();
+        let http_body_util::Either::Right(full) = body else {
+            panic!("generated body")
+        };
+        let bytes = body_text(full);
+        assert_eq!(
+            bytes,
+            "{\"error\":\"gateway_timeout\",\"error_description\":\"upstream_timeout\"}\n"
+        );
     }
 }

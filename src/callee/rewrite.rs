@@ -12,7 +12,8 @@
 //!   (kept from the client only when `upstream.trust_forwarded_headers`);
 //! - `X-Request-Id` is kept when the client sent a well-formed one, otherwise generated.
 //!
-//! Then, for authenticated requests only, EasyAuth's identity headers are added.
+//! Then, for authenticated requests only, EasyAuth's identity headers are added, and with
+//! `upstream.forward_token` the validated token as `X-MS-TOKEN-AAD-ACCESS-TOKEN`.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,6 +34,9 @@ pub static X_MS_CLIENT_PRINCIPAL_NAME: HeaderName =
 /// `X-MS-CLIENT-PRINCIPAL-IDP`.
 pub static X_MS_CLIENT_PRINCIPAL_IDP: HeaderName =
     HeaderName::from_static("x-ms-client-principal-idp");
+/// `X-MS-TOKEN-AAD-ACCESS-TOKEN`.
+pub static X_MS_TOKEN_AAD_ACCESS_TOKEN: HeaderName =
+    HeaderName::from_static("x-ms-token-aad-access-token");
 /// `X-Request-Id`.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -99,6 +103,17 @@ pub fn set_identity(headers: &mut HeaderMap, identity: &IdentityHeaders) {
         X_MS_CLIENT_PRINCIPAL_IDP.clone(),
         HeaderValue::from_static(IDP),
     );
+}
+
+/// Sets `X-MS-TOKEN-AAD-ACCESS-TOKEN` to the validated token (`upstream.forward_token`), as
+/// EasyAuth's token store does. Called after [`strip_credentials`], so a client-sent copy can
+/// never survive.
+pub fn set_token(headers: &mut HeaderMap, token: &str) {
+    // The token came out of a header value and validated as base64url JWS: always valid.
+    if let Ok(mut v) = HeaderValue::from_str(token) {
+        v.set_sensitive(true);
+        headers.insert(X_MS_TOKEN_AAD_ACCESS_TOKEN.clone(), v);
+    }
 }
 
 /// Sets `X-Forwarded-For/-Proto/-Host`. `host` is the authority the client addressed.

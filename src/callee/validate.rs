@@ -10,8 +10,11 @@
 //!    `jwk` is ever read), and that key is pinned to this `alg`;
 //! 4. the signature verifies with that key;
 //! 5. `exp` is a number and not in the past, `nbf` (if present) a number and not in the future,
-//!    both with `auth.clock_skew`; `iss` is a string exactly equal to a configured issuer; `aud`
-//!    (string or array) holds a configured audience; `appid` and `azp` do not disagree.
+//!    both with `auth.clock_skew`; `iss` is a string exactly equal to a configured issuer, or to
+//!    a `{tenantid}` template with the token's `tid` (which must then be a GUID) in its place;
+//!    the key's JWKS `issuer` pin admits this token's tenant; `aud` (string or array) holds an
+//!    audience some route accepts (which route accepts which is `authorize`'s business);
+//!    `appid` and `azp` do not disagree.
 //!
 //! Nothing here allocates for a token without JSON string escapes (every Entra token): parts are
 //! decoded into stack buffers or the caller's reused scratch buffer, JSON is read with borrowed
@@ -31,8 +34,9 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, SeqAccess, Visi
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::config::issuer_matches;
 use crate::reject::Rejection;
-pub use jwks::{KeyEntry, KeySet};
+pub use jwks::{KeyEntry, KeyPin, KeySet};
 
 /// Largest decoded JWS header we accept; Entra's are under 300 bytes.
 const MAX_HEADER: usize = 2048;
@@ -114,9 +118,9 @@ impl fmt::Display for Algorithm {
 /// The parts of the auth policy validation needs, borrowed from the snapshot.
 #[derive(Debug, Clone, Copy)]
 pub struct ValidationPolicy<'p> {
-    /// Accepted `iss` values.
+    /// Accepted `iss` values and `{tenantid}` templates.
     pub issuers: &'p [String],
-    /// Accepted `aud` values.
+    /// Every `aud` value some route accepts.
     pub audiences: &'p [String],
     /// Accepted algorithms.
     pub algorithms: &'p [Algorithm],
@@ -153,6 +157,8 @@ pub struct Claims<'a> {
     azp: Option<Cow<'a, str>>,
     #[serde(borrow, default, deserialize_with = "borrowed_str")]
     oid: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "borrowed_str")]
+    tid: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     roles: Option<&'a RawValue>,
 }
@@ -167,6 +173,29 @@ impl<'a> Claims<'a> {
     /// The caller's object id.
     pub fn object_id(&self) -> Option<&str> {
         self.oid.as_deref()
+    }
+
+    /// The caller's tenant (`tid`).
+    pub fn tenant_id(&self) -> Option<&str> {
+        self.tid.as_deref()
+    }
+
+    /// The `iss` claim (validation proved it is a string).
+    pub fn issuer(&self) -> Option<&str> {
+        self.iss.as_deref()
+    }
+
+    /// The raw `aud` claim, already proven to be a string or an array of strings.
+    pub(crate) fn audiences_raw(&self) -> Option<&RawValue> {
+        self.aud
+    }
+
+    /// Whether `aud` (string or array) holds any of `wanted`.
+    pub fn has_any_audience(&self, wanted: &[String]) -> bool {
+        match self.aud {
+            None => false,
+            Some(raw) => any_string(raw, |a| wanted.iter().any(|w| w == a)).unwrap_or(false),
+        }
     }
 
     /// The raw `roles` claim, already proven to be a string or an array of strings.
@@ -257,9 +286,13 @@ pub fn validate<'s>(
     let claims: Claims<'s> = parse_object(payload)?;
 
     let expires_at = check_times(&claims, now, policy.clock_skew_secs)?;
-    match claims.iss.as_deref() {
-        Some(iss) if policy.issuers.iter().any(|i| i == iss) => {}
+    let tid = claims.tid.as_deref();
+    let iss = match claims.iss.as_deref() {
+        Some(iss) if policy.issuers.iter().any(|i| issuer_matches(i, iss, tid)) => iss,
         _ => return Err(Rejection::InvalidIssuer),
+    };
+    if !key.pin().admits(iss, tid) {
+        return Err(Rejection::KeyIssuerMismatch);
     }
     let aud_ok = claims
         .aud

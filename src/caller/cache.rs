@@ -1,15 +1,16 @@
 //! Tokens cached per resource (and the one configured identity), refreshed ahead of expiry,
-//! acquired one at a time per key.
+//! acquired one at a time per key. Each key is a [`Refresher`] (`crate::refresh`, shared with the
+//! callee side's signing keys) over a [`TokenFetch`].
 //!
 //! # Contract
-//! - Single flight: each key has exactly one task that acquires (the slot's driver); requests
-//!   never acquire themselves, they read the slot or wait for it. A hundred concurrent first
-//!   requests for a resource cost the authority one request.
-//! - Refresh ahead: after a success the driver sleeps until [`AccessToken::refresh_at`] (5
-//!   minutes before expiry, or half-life for tokens of 2 h or more), so requests normally never
-//!   wait.
+//! - Single flight: each key has exactly one task that acquires (its refresher's); requests never
+//!   acquire themselves, they read the slot or wait for it. A hundred concurrent first requests
+//!   for a resource cost the authority one request.
+//! - Refresh ahead: after a success the next round is at [`AccessToken::refresh_at`] (5 minutes
+//!   before expiry, or half-life for tokens of 2 h or more), so requests normally never wait.
 //! - Keep last good: a failed refresh keeps the cached token, which is served until it expires;
-//!   the driver retries with exponential backoff (first 250 ms, capped at [`MAX_BACKOFF`]).
+//!   the refresher retries with exponential backoff (250 ms doubling to [`MAX_BACKOFF`]). Waiting
+//!   requests never trigger extra rounds, so a down authority is not hammered by app retries.
 //! - A request without a valid cached token waits at most its bound while the failures are
 //!   transient, and is answered at once with the failure once a non-transient one is seen.
 //! - At most [`MAX_RESOURCES`] keys: a local app asking for endless distinct resources cannot make
@@ -26,11 +27,10 @@ use super::metrics::CallerMetrics;
 use super::source::{AcquireError, Failure, TokenSource};
 use super::token::{AccessToken, Resource};
 use crate::pipeline::unix_now;
+use crate::refresh::{Fetch, Fresh, Outcome, Refresher};
 
 /// Most distinct resources held.
 pub const MAX_RESOURCES: usize = 256;
-/// First retry delay after a failed acquisition.
-const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// Longest delay between retries.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -56,10 +56,11 @@ impl Unavailable {
     }
 }
 
-/// What a slot holds: the last good token and the last round's outcome.
+/// What a slot shows requests: the last good token and the last round's outcome. Published by
+/// [`TokenFetch::report`] after every round, before the refresher wakes its own waiters.
 #[derive(Clone, Default)]
 struct SlotState {
-    token: Option<AccessToken>,
+    token: Option<Arc<AccessToken>>,
     last_failure: Option<Failure>,
     rounds: u64,
 }
@@ -74,7 +75,7 @@ pub struct TokenCache {
 
 struct Slot {
     state: watch::Receiver<SlotState>,
-    driver: JoinHandle<()>,
+    task: JoinHandle<()>,
 }
 
 impl TokenCache {
@@ -104,7 +105,7 @@ impl TokenCache {
         let seen = {
             let s = rx.borrow_and_update();
             if let Some(t) = s.token.as_ref().filter(|t| t.valid_at(unix_now())) {
-                return Ok(t.clone());
+                return Ok(AccessToken::clone(t));
             }
             if let Some(f) = s.last_failure.filter(|f| !f.transient()) {
                 return Err(Unavailable::Failed(f));
@@ -123,10 +124,10 @@ impl TokenCache {
             Ok(Ok(s)) => Some(s.clone()),
             _ => None,
         };
-        // Timed out (or the driver is gone): answer with what went wrong last.
+        // Timed out (or the refresher is gone): answer with what went wrong last.
         let state = got.unwrap_or_else(|| rx.borrow().clone());
         match state.token.filter(|t| t.valid_at(unix_now())) {
-            Some(t) => Ok(t),
+            Some(t) => Ok(AccessToken::clone(&t)),
             None => Err(state
                 .last_failure
                 .map_or(Unavailable::Pending, Unavailable::Failed)),
@@ -138,7 +139,7 @@ impl TokenCache {
         let _ = self.slot(resource);
     }
 
-    /// Every held token's resource and expiry, for the seconds-left gauge.
+    /// Every held token's resource and expiry, for the seconds-left gauge and readiness.
     pub fn expiries(&self) -> Vec<(Resource, Option<u64>)> {
         let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         slots
@@ -152,7 +153,7 @@ impl TokenCache {
             .collect()
     }
 
-    /// The slot for `resource`, created (with its driver) on first use.
+    /// The slot for `resource`, created (with its refresher task) on first use.
     fn slot(&self, resource: &Resource) -> Result<watch::Receiver<SlotState>, Unavailable> {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(s) = slots.get(resource) {
@@ -162,18 +163,18 @@ impl TokenCache {
             return Err(Unavailable::TooManyResources);
         }
         let (tx, rx) = watch::channel(SlotState::default());
-        let driver = tokio::spawn(drive(
-            self.source.clone(),
-            self.metrics.clone(),
-            resource.clone(),
-            self.refresh_before,
-            tx,
-        ));
+        let refresher = Refresher::new(TokenFetch {
+            source: self.source.clone(),
+            metrics: self.metrics.clone(),
+            resource: resource.clone(),
+            refresh_before: self.refresh_before,
+            state: tx,
+        });
         slots.insert(
             resource.clone(),
             Slot {
                 state: rx.clone(),
-                driver,
+                task: refresher.spawn(),
             },
         );
         Ok(rx)
@@ -184,73 +185,84 @@ impl Drop for TokenCache {
     fn drop(&mut self) {
         let slots = self.slots.get_mut().unwrap_or_else(|p| p.into_inner());
         for s in slots.values() {
-            s.driver.abort();
+            s.task.abort();
         }
     }
 }
 
-/// The one task that acquires tokens for `resource`, forever.
-async fn drive(
+/// How to get one resource's token: one acquisition from the source.
+struct TokenFetch {
     source: Arc<TokenSource>,
     metrics: Arc<CallerMetrics>,
     resource: Resource,
     refresh_before: u64,
     state: watch::Sender<SlotState>,
-) {
-    let mut backoff = FIRST_BACKOFF;
-    loop {
-        let outcome = source.acquire(&resource).await;
-        metrics.acquisition(outcome.as_ref().err().map(|e| e.failure));
-        let sleep = match outcome {
-            Ok(token) => {
-                let now = unix_now();
-                let next = token.refresh_at(refresh_before).saturating_sub(now).max(1);
+}
+
+impl Fetch for TokenFetch {
+    type Value = AccessToken;
+    type Error = AcquireError;
+
+    async fn fetch(
+        &self,
+        _last: Option<&Arc<AccessToken>>,
+    ) -> Result<Fresh<AccessToken>, AcquireError> {
+        let outcome = self.source.acquire(&self.resource).await;
+        self.metrics
+            .acquisition(outcome.as_ref().err().map(|e| e.failure));
+        let token = outcome?;
+        let next = token
+            .refresh_at(self.refresh_before)
+            .saturating_sub(unix_now())
+            .max(1);
+        Ok(Fresh {
+            value: token,
+            refresh_in: Duration::from_secs(next),
+        })
+    }
+
+    fn max_backoff(&self) -> Duration {
+        MAX_BACKOFF
+    }
+
+    fn report(&self, outcome: Outcome<'_, AccessToken, AcquireError>) {
+        let now = unix_now();
+        match outcome {
+            Outcome::Refreshed(token) => {
                 tracing::info!(
-                    source = source.name(),
-                    %resource,
+                    source = self.source.name(),
+                    resource = %self.resource,
                     expires_in = token.seconds_left(now),
-                    refresh_in = next,
+                    refresh_in = token.refresh_at(self.refresh_before).saturating_sub(now),
                     "token acquired"
                 );
-                state.send_modify(|s| {
-                    s.token = Some(token);
+                self.state.send_modify(|s| {
+                    s.token = Some(token.clone());
                     s.last_failure = None;
                     s.rounds += 1;
                 });
-                backoff = FIRST_BACKOFF;
-                Duration::from_secs(next)
             }
-            Err(error) => {
-                log_failure(&source, &resource, &error, &state.borrow(), backoff);
-                state.send_modify(|s| {
+            Outcome::Failed {
+                error,
+                keeping,
+                retry_in,
+                failures,
+            } => {
+                tracing::warn!(
+                    source = self.source.name(),
+                    resource = %self.resource,
+                    reason = error.failure.label(),
+                    detail = %error.detail,
+                    cached_seconds_left = keeping.map_or(0, |t| t.seconds_left(now)),
+                    failures,
+                    retry_in = ?retry_in,
+                    "token acquisition failed"
+                );
+                self.state.send_modify(|s| {
                     s.last_failure = Some(error.failure);
                     s.rounds += 1;
                 });
-                let delay = backoff;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                delay
             }
-        };
-        tokio::time::sleep(sleep).await;
+        }
     }
-}
-
-fn log_failure(
-    source: &TokenSource,
-    resource: &Resource,
-    error: &AcquireError,
-    state: &SlotState,
-    retry_in: Duration,
-) {
-    let now = unix_now();
-    let cached_seconds_left = state.token.as_ref().map_or(0, |t| t.seconds_left(now));
-    tracing::warn!(
-        source = source.name(),
-        %resource,
-        reason = error.failure.label(),
-        detail = %error.detail,
-        cached_seconds_left,
-        retry_in = ?retry_in,
-        "token acquisition failed"
-    );
 }

@@ -613,6 +613,8 @@ impl EgressFile {
                 // The callee is addressed by its own name, and our app is not a trusted proxy.
                 preserve_host: false,
                 trust_forwarded_headers: false,
+                // Egress sends our token as Authorization; nothing else.
+                forward_token: false,
             },
             resource,
         })

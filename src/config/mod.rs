@@ -159,6 +159,9 @@ pub struct UpstreamConfig {
     /// Keep client-sent `X-Forwarded-Proto`/`-Host` and append to `X-Forwarded-For` (true), or
     /// overwrite all three (false) because the client is not a trusted proxy.
     pub trust_forwarded_headers: bool,
+    /// Forward the validated token as `X-MS-TOKEN-AAD-ACCESS-TOKEN` (EasyAuth's token-store
+    /// header) for callees that make on-behalf-of calls. Client-sent copies are always stripped.
+    pub forward_token: bool,
 }
 
 /// Where keys come from.
@@ -184,10 +187,22 @@ impl KeySource {
 pub struct AuthConfig {
     /// Discovery document or JWKS.
     pub keys: KeySource,
-    /// Accepted `iss` values, compared exactly.
+    /// Accepted `iss` values, compared exactly; an entry holding `{tenantid}` is a template
+    /// matched against the token's GUID `tid` (see [`issuer_matches`]).
     pub issuers: Vec<String>,
-    /// Accepted `aud` values; a token matches when any of its audiences is here.
+    /// Which tenants (`tid`) may call.
+    pub tenants: TenantPolicy,
+    /// Accepted `aud` values on routes no rule with `audiences` matches; a token matches when
+    /// any of its audiences is here.
     pub audiences: Vec<String>,
+    /// `audiences` minus every audience a rule names: a rule's audiences are reserved to the
+    /// routes it matches, so a token for one is refused everywhere else.
+    pub open_audiences: Vec<String>,
+    /// Every audience any route accepts (`audiences` and all rules' `audiences`): a token for
+    /// none of them is not for this proxy at all and fails validation.
+    pub token_audiences: Vec<String>,
+    /// `enforce` refuses; `report` forwards what it would refuse and logs `would deny`.
+    pub mode: Mode,
     /// Accepted JWS algorithms.
     pub algorithms: Vec<Algorithm>,
     /// `appid`/`azp` allow-list; empty means any application.
@@ -211,8 +226,92 @@ pub struct Rule {
     pub path: Prefix,
     /// Upper-case method names; empty means every method.
     pub methods: Vec<http::Method>,
-    /// The token's `roles` must hold at least one of these.
+    /// The token's `roles` must hold at least one of these; empty means no role is needed.
     pub roles: Vec<String>,
+    /// When non-empty, replaces the accepted audiences for requests this rule matches.
+    pub audiences: Vec<String>,
+    /// `report`: what this rule would refuse is forwarded and logged as `would deny`.
+    pub mode: Mode,
+}
+
+/// Enforce or only report (`auth.mode`, `[[auth.rules]] mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Refuse what the policy does not allow (the default).
+    #[default]
+    Enforce,
+    /// Forward it anyway, log `would deny` and count it: for rolling a policy out.
+    Report,
+}
+
+impl Mode {
+    /// The config spelling.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Report => "report",
+        }
+    }
+
+    fn parse(key: &str, s: &str) -> Result<Mode, ConfigError> {
+        match s {
+            "enforce" => Ok(Mode::Enforce),
+            "report" => Ok(Mode::Report),
+            _ => Err(ConfigError::new(format!(
+                "{key}: {s:?} must be \"enforce\" or \"report\""
+            ))),
+        }
+    }
+}
+
+/// `auth.tenants`: which Entra tenants may call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TenantPolicy {
+    /// Not configured: only the issuers decide (allowed only without issuer templates).
+    Unrestricted,
+    /// `["*"]`: any tenant, said explicitly.
+    Any,
+    /// Only these tenant ids (lower-case GUIDs).
+    Only(Vec<String>),
+}
+
+impl TenantPolicy {
+    /// Whether a token with `tid` may call.
+    pub fn allows(&self, tid: Option<&str>) -> bool {
+        match self {
+            TenantPolicy::Unrestricted | TenantPolicy::Any => true,
+            TenantPolicy::Only(list) => tid.is_some_and(|t| list.iter().any(|x| x == t)),
+        }
+    }
+}
+
+/// The placeholder of a multi-tenant issuer template.
+pub const TENANT_PLACEHOLDER: &str = "{tenantid}";
+
+/// Whether `iss` is accepted by the configured issuer `pattern`: equal to it, or, when `pattern`
+/// is a template, equal to it with `{tenantid}` replaced by `tid`, which must be a GUID. Exact
+/// comparison only (no prefix or regex matching); never allocates.
+pub fn issuer_matches(pattern: &str, iss: &str, tid: Option<&str>) -> bool {
+    let Some((before, after)) = pattern.split_once(TENANT_PLACEHOLDER) else {
+        return pattern == iss;
+    };
+    let Some(tid) = tid.filter(|t| is_guid(t)) else {
+        return false;
+    };
+    iss.len() == before.len() + tid.len() + after.len()
+        && iss.starts_with(before)
+        && iss[before.len()..].starts_with(tid)
+        && iss.ends_with(after)
+}
+
+/// Whether `s` is a GUID in its canonical 8-4-4-4-12 hex form.
+pub fn is_guid(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
 }
 
 /// Timings of discovery/JWKS fetches.
@@ -333,7 +432,14 @@ impl Config {
         };
         let _ = writeln!(s, "keys          {source}");
         let _ = writeln!(s, "issuers       {}", a.issuers.join(", "));
+        let tenants = match &a.tenants {
+            TenantPolicy::Unrestricted => "(issuers decide)".to_string(),
+            TenantPolicy::Any => "* (any tenant)".to_string(),
+            TenantPolicy::Only(t) => t.join(", "),
+        };
+        let _ = writeln!(s, "tenants       {tenants}");
         let _ = writeln!(s, "audiences     {}", a.audiences.join(", "));
+        let _ = writeln!(s, "mode          {}", a.mode.name());
         let algs: Vec<&str> = a.algorithms.iter().map(|x| x.name()).collect();
         let _ = writeln!(s, "algorithms    {}", algs.join(", "));
         let _ = writeln!(s, "applications  {}", list(&a.allowed_applications));
@@ -347,13 +453,17 @@ impl Config {
             } else {
                 methods.join(",")
             };
-            let _ = writeln!(
-                s,
-                "rule          {} [{}] roles: {}",
-                r.path.as_str(),
-                methods,
-                r.roles.join(" | ")
-            );
+            let mut line = format!("rule          {} [{}]", r.path.as_str(), methods);
+            if !r.roles.is_empty() {
+                let _ = write!(line, " roles: {}", r.roles.join(" | "));
+            }
+            if !r.audiences.is_empty() {
+                let _ = write!(line, " audiences: {}", r.audiences.join(" | "));
+            }
+            if r.mode == Mode::Report {
+                line.push_str(" (report only)");
+            }
+            let _ = writeln!(s, "{line}");
         }
         s
     }
@@ -491,6 +601,9 @@ struct UpstreamFile {
     /// Default `false`.
     #[serde(default)]
     trust_forwarded_headers: bool,
+    /// Default `false`.
+    #[serde(default)]
+    forward_token: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -500,8 +613,13 @@ struct AuthFile {
     jwks_uri: Option<String>,
     /// Required, non-empty.
     issuers: Vec<String>,
+    /// Default none; required (`["*"]` for any) when an issuer is a `{tenantid}` template.
+    tenants: Option<Vec<String>>,
     /// Required, non-empty.
     audiences: Vec<String>,
+    /// Default `"enforce"`.
+    #[serde(default)]
+    mode: Option<String>,
     /// Default `["RS256"]`.
     #[serde(default = "default_algorithms")]
     algorithms: Vec<String>,
@@ -538,7 +656,15 @@ struct RuleFile {
     path: String,
     #[serde(default)]
     methods: Vec<String>,
+    /// Default empty (no role needed); a rule needs `roles` or `audiences`.
+    #[serde(default)]
     roles: Vec<String>,
+    /// Default empty (the global `auth.audiences` apply).
+    #[serde(default)]
+    audiences: Vec<String>,
+    /// Default `"enforce"`.
+    #[serde(default)]
+    mode: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -885,6 +1011,7 @@ impl UpstreamFile {
             pool_idle_timeout: self.pool_idle_timeout.0,
             preserve_host: self.preserve_host,
             trust_forwarded_headers: self.trust_forwarded_headers,
+            forward_token: self.forward_token,
         })
     }
 }
@@ -904,6 +1031,15 @@ impl AuthFile {
         };
         non_empty("auth.issuers", &self.issuers)?;
         non_empty("auth.audiences", &self.audiences)?;
+        let mut templated = false;
+        for (i, iss) in self.issuers.iter().enumerate() {
+            templated |= check_issuer(&format!("auth.issuers[{i}]"), iss)?;
+        }
+        let tenants = parse_tenants(self.tenants, templated)?;
+        let mode = match &self.mode {
+            None => Mode::Enforce,
+            Some(m) => Mode::parse("auth.mode", m)?,
+        };
         let mut algorithms = Vec::new();
         for name in &self.algorithms {
             let alg = Algorithm::from_name(name).ok_or_else(|| {
@@ -944,11 +1080,27 @@ impl AuthFile {
                     .map_err(|_| ConfigError::new(format!("{at}.methods: invalid method {m:?}")))?;
                 methods.push(method);
             }
-            non_empty(&format!("{at}.roles"), &r.roles)?;
+            if r.roles.is_empty() && r.audiences.is_empty() {
+                return Err(ConfigError::new(format!(
+                    "{at}: a rule needs `roles`, `audiences` or both"
+                )));
+            }
+            if !r.roles.is_empty() {
+                non_empty(&format!("{at}.roles"), &r.roles)?;
+            }
+            if !r.audiences.is_empty() {
+                non_empty(&format!("{at}.audiences"), &r.audiences)?;
+            }
+            let mode = match &r.mode {
+                None => Mode::Enforce,
+                Some(m) => Mode::parse(&format!("{at}.mode"), m)?,
+            };
             rules.push(Rule {
                 path,
                 methods,
-                roles: r.roles,
+                roles: dedup(r.roles),
+                audiences: dedup(r.audiences),
+                mode,
             });
         }
         if self.max_token_size < 1024 || self.max_token_size > 64 * 1024 {
@@ -956,10 +1108,31 @@ impl AuthFile {
                 "auth.max_token_size must be between 1024 and 65536 bytes",
             ));
         }
+        let audiences = dedup(self.audiences);
+        let reserved: BTreeSet<&str> = rules
+            .iter()
+            .flat_map(|r| r.audiences.iter().map(String::as_str))
+            .collect();
+        let open_audiences: Vec<String> = audiences
+            .iter()
+            .filter(|a| !reserved.contains(a.as_str()))
+            .cloned()
+            .collect();
+        let token_audiences = dedup(
+            audiences
+                .iter()
+                .chain(rules.iter().flat_map(|r| r.audiences.iter()))
+                .cloned()
+                .collect(),
+        );
         Ok(AuthConfig {
             keys,
             issuers: dedup(self.issuers),
-            audiences: dedup(self.audiences),
+            tenants,
+            audiences,
+            open_audiences,
+            token_audiences,
+            mode,
             algorithms,
             allowed_applications: dedup(self.allowed_applications),
             allowed_principals: dedup(self.allowed_principals),
@@ -969,6 +1142,62 @@ impl AuthFile {
             rules,
         })
     }
+}
+
+/// Checks one `auth.issuers` entry; returns whether it is a `{tenantid}` template.
+fn check_issuer(key: &str, iss: &str) -> Result<bool, ConfigError> {
+    let count = iss.matches(TENANT_PLACEHOLDER).count();
+    let other_braces = iss.replace(TENANT_PLACEHOLDER, "").contains(['{', '}']);
+    if count > 1 || other_braces {
+        return Err(ConfigError::new(format!(
+            "{key}: {iss:?}: the only placeholder is `{{tenantid}}`, at most once"
+        )));
+    }
+    if count == 0 {
+        return Ok(false);
+    }
+    let uri: Uri = iss.replace(TENANT_PLACEHOLDER, "t").parse().map_err(|_| {
+        ConfigError::new(format!("{key}: {iss:?}: a template must be an https URL"))
+    })?;
+    let whole_segment = iss.split('/').any(|segment| segment == TENANT_PLACEHOLDER);
+    if uri.scheme_str() != Some("https") || !whole_segment {
+        return Err(ConfigError::new(format!(
+            "{key}: {iss:?}: a template must be an https URL with `{{tenantid}}` as a whole path \
+             segment, e.g. \"https://login.microsoftonline.com/{{tenantid}}/v2.0\""
+        )));
+    }
+    Ok(true)
+}
+
+/// `auth.tenants`: required with an issuer template, `["*"]` for any tenant, else GUIDs.
+fn parse_tenants(list: Option<Vec<String>>, templated: bool) -> Result<TenantPolicy, ConfigError> {
+    let Some(list) = list else {
+        if templated {
+            return Err(ConfigError::new(
+                "auth.tenants is required with a `{tenantid}` issuer template: list the tenant \
+                 ids that may call, or set tenants = [\"*\"] to accept every Entra tenant",
+            ));
+        }
+        return Ok(TenantPolicy::Unrestricted);
+    };
+    if list.len() == 1 && list[0] == "*" {
+        return Ok(TenantPolicy::Any);
+    }
+    if list.is_empty() {
+        return Err(ConfigError::new(
+            "auth.tenants must not be empty (use [\"*\"] for any tenant)",
+        ));
+    }
+    let mut out = Vec::new();
+    for t in list {
+        if !is_guid(&t) {
+            return Err(ConfigError::new(format!(
+                "auth.tenants: {t:?} is not a tenant id (a GUID; \"*\" only on its own)"
+            )));
+        }
+        out.push(t.to_ascii_lowercase());
+    }
+    Ok(TenantPolicy::Only(dedup(out)))
 }
 
 fn load_ca_file(
@@ -1130,6 +1359,85 @@ audiences = ["api://x"]
             .unwrap_err()
             .to_string();
         assert!(err.contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn issuer_templates_match_exactly_with_a_guid_tid() {
+        let t = "https://login.microsoftonline.com/{tenantid}/v2.0";
+        let g = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+        let iss = format!("https://login.microsoftonline.com/{g}/v2.0");
+        assert!(issuer_matches(t, &iss, Some(g)));
+        assert!(!issuer_matches(t, &iss, None));
+        assert!(!issuer_matches(
+            t,
+            &iss,
+            Some("72f988bf-86f1-41af-91ab-2d7cd011db48")
+        ));
+        assert!(!issuer_matches(t, &format!("{iss}/"), Some(g)));
+        assert!(!issuer_matches(
+            t,
+            "https://login.microsoftonline.com/x/v2.0",
+            Some("x")
+        ));
+        assert!(
+            !issuer_matches(t, t, Some(g)),
+            "the template itself is no issuer"
+        );
+        assert!(issuer_matches("https://x/", "https://x/", None));
+        assert!(!issuer_matches("https://x/", "https://x", None));
+        assert!(is_guid(g) && !is_guid("72f988bf86f141af91ab2d7cd011db47"));
+    }
+
+    #[test]
+    fn templates_need_tenants_and_tenants_must_be_guids() {
+        let templ = MINIMAL.replace(
+            "https://sts.windows.net/t/",
+            "https://sts.windows.net/{tenantid}/",
+        );
+        let err = Config::from_toml(&templ).unwrap_err().to_string();
+        assert!(err.contains("auth.tenants"), "{err}");
+        let any = templ.replace("audiences", "tenants = [\"*\"]\naudiences");
+        assert_eq!(
+            Config::from_toml(&any).unwrap().auth.tenants,
+            TenantPolicy::Any
+        );
+        let bad = templ.replace("audiences", "tenants = [\"contoso\"]\naudiences");
+        assert!(Config::from_toml(&bad).is_err());
+        let mixed = templ.replace(
+            "audiences",
+            "tenants = [\"*\", \"72f988bf-86f1-41af-91ab-2d7cd011db47\"]\naudiences",
+        );
+        assert!(Config::from_toml(&mixed).is_err());
+        for wrong in [
+            "https://x/{tenantid}x/",
+            "https://x/{tenantid}/{tenantid}/",
+            "http://x/{tenantid}/",
+            "https://x/{tid}/",
+        ] {
+            let text = MINIMAL.replace("https://sts.windows.net/t/", wrong);
+            assert!(Config::from_toml(&text).is_err(), "{wrong}");
+        }
+    }
+
+    #[test]
+    fn rule_audiences_are_reserved_to_their_routes() {
+        let text = format!(
+            "{MINIMAL}[[auth.rules]]\npath = \"/r\"\naudiences = [\"api://x\", \"api://r\"]\n"
+        );
+        let a = Config::from_toml(&text).unwrap().auth;
+        assert!(a.open_audiences.is_empty());
+        assert_eq!(a.token_audiences, vec!["api://x", "api://r"]);
+        let empty = format!("{MINIMAL}[[auth.rules]]\npath = \"/r\"\n");
+        assert!(Config::from_toml(&empty)
+            .unwrap_err()
+            .to_string()
+            .contains("roles"));
+        let mode =
+            format!("{MINIMAL}[[auth.rules]]\npath = \"/r\"\nroles = [\"x\"]\nmode = \"audit\"\n");
+        assert!(Config::from_toml(&mode)
+            .unwrap_err()
+            .to_string()
+            .contains("mode"));
     }
 
     #[test]

@@ -26,6 +26,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
+pub mod fixture;
 pub mod token;
 
 /// The tenant id the dev issuer pretends to be.
@@ -364,16 +365,31 @@ async fn idp_answer(
         }
         IdpMode::Healthy => {}
     }
-    match req.uri().path() {
-        "/.well-known/openid-configuration" => respond(
+    let path = req.uri().path();
+    // Discovery at the root and, like Entra, under `/<tenant>/v2.0/` and the multi-tenant
+    // `/common/v2.0/` and `/organizations/v2.0/`, whose issuer is the `{tenantid}` template.
+    if let Some(prefix) = path.strip_suffix("/.well-known/openid-configuration") {
+        let tenant = prefix
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .filter(|t| !t.is_empty())
+            .unwrap_or(DEV_TENANT);
+        let tenant = match tenant {
+            "common" | "organizations" => "{tenantid}",
+            t => t,
+        };
+        return respond(
             StatusCode::OK,
             json!({
-                "issuer": v2_issuer(DEV_TENANT),
+                "issuer": v2_issuer(tenant),
                 "jwks_uri": format!("http://{addr}/keys"),
                 "id_token_signing_alg_values_supported": ["RS256"],
             })
             .to_string(),
-        ),
+        );
+    }
+    match path {
         "/keys" => respond(StatusCode::OK, jwks.to_string()),
         _ => respond(StatusCode::NOT_FOUND, String::new()),
     }

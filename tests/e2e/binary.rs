@@ -12,18 +12,18 @@ use serde_json::Value;
 
 use crate::support::{client, config_text, Harness, Reply};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tokengate");
+pub const BIN: &str = env!("CARGO_BIN_EXE_tokengate");
 
-struct Proc {
-    child: Child,
-    public: SocketAddr,
-    admin: SocketAddr,
+pub struct Proc {
+    pub child: Child,
+    pub public: SocketAddr,
+    pub admin: SocketAddr,
     logs: std::sync::mpsc::Receiver<String>,
 }
 
 impl Proc {
     /// Starts `tokengate --config path` and waits for its "listening" log line.
-    fn start(path: &std::path::Path, env: &[(&str, &str)]) -> Proc {
+    pub fn start(path: &std::path::Path, env: &[(&str, &str)]) -> Proc {
         let mut cmd = Command::new(BIN);
         cmd.args(["--config", path.to_str().unwrap(), "--log-format", "json"])
             .env("TOKENGATE_LOG", "info")
@@ -64,7 +64,7 @@ impl Proc {
         panic!("tokengate did not start");
     }
 
-    fn signal(&self, sig: &str) {
+    pub fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
             .args([sig, &self.child.id().to_string()])
             .status()
@@ -73,7 +73,7 @@ impl Proc {
     }
 
     /// Waits for a log line containing `needle`.
-    fn wait_log(&self, needle: &str) -> String {
+    pub fn wait_log(&self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(line) = self.logs.recv_timeout(Duration::from_millis(100)) {
@@ -85,7 +85,7 @@ impl Proc {
         panic!("no log line containing {needle:?}");
     }
 
-    async fn wait_ready(&self) {
+    pub async fn wait_ready(&self) {
         for _ in 0..200 {
             let req = Request::get(format!("http://{}/readyz", self.admin))
                 .body(Full::default())
@@ -100,7 +100,7 @@ impl Proc {
         panic!("binary never became ready");
     }
 
-    async fn get(&self, path: &str, token: &str) -> Reply {
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
         let req = Request::get(format!("http://{}{path}", self.public))
             .header("authorization", format!("Bearer {token}"))
             .body(Full::default())
@@ -116,7 +116,7 @@ impl Drop for Proc {
     }
 }
 
-fn write_config(text: &str) -> tempfile_like::TempPath {
+pub fn write_config(text: &str) -> tempfile_like::TempPath {
     let path = tempfile_like::TempPath::new("toml");
     std::fs::File::create(&path.0)
         .unwrap()
@@ -126,7 +126,7 @@ fn write_config(text: &str) -> tempfile_like::TempPath {
 }
 
 /// A unique file under the target dir, removed on drop (no tempfile crate needed).
-mod tempfile_like {
+pub mod tempfile_like {
     use std::path::PathBuf;
     use std::sync::atomic::{AtomicUsize, Ordering};
 

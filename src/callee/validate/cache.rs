@@ -31,6 +31,9 @@ pub struct CachedIdentity {
     key: Arc<KeyEntry>,
     application: Option<Box<str>>,
     object_id: Option<Box<str>>,
+    tenant_id: Option<Box<str>>,
+    /// Every `aud` value: which routes accept the token is decided per request.
+    audiences: Box<[Box<str>]>,
     roles: Box<[Box<str>]>,
     /// The caller, for `/.auth/me`.
     pub principal: Principal,
@@ -58,6 +61,14 @@ impl CachedIdentity {
                 false
             });
         }
+        let mut audiences = Vec::new();
+        if let Some(raw) = verified.claims.audiences_raw() {
+            // validate() already proved it is a string or an array of strings.
+            let _ = super::any_string(raw, |a| {
+                audiences.push(Box::<str>::from(a));
+                false
+            });
+        }
         let mut entry = CachedIdentity {
             size: 0,
             token: token.into(),
@@ -66,6 +77,8 @@ impl CachedIdentity {
             key: verified.key.clone(),
             application: verified.claims.application().map(Into::into),
             object_id: verified.claims.object_id().map(Into::into),
+            tenant_id: verified.claims.tenant_id().map(Into::into),
+            audiences: audiences.into_boxed_slice(),
             roles: roles.into_boxed_slice(),
             principal,
             headers,
@@ -84,6 +97,23 @@ impl CachedIdentity {
         self.object_id.as_deref()
     }
 
+    /// The caller's tenant (`tid`).
+    pub fn tenant_id(&self) -> Option<&str> {
+        self.tenant_id.as_deref()
+    }
+
+    /// The validated token itself (for `upstream.forward_token`).
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// Whether the token's `aud` holds any of `wanted`.
+    pub fn has_any_audience(&self, wanted: &[String]) -> bool {
+        self.audiences
+            .iter()
+            .any(|a| wanted.iter().any(|w| **w == **a))
+    }
+
     /// Whether the token's roles hold any of `wanted`.
     pub fn has_any_role(&self, wanted: &[String]) -> bool {
         self.roles.iter().any(|r| wanted.iter().any(|w| **w == **r))
@@ -98,6 +128,8 @@ impl CachedIdentity {
             + self.token.len()
             + self.headers.byte_len()
             + self.roles.iter().map(|r| r.len() + 16).sum::<usize>()
+            + self.audiences.iter().map(|a| a.len() + 16).sum::<usize>()
+            + self.tenant_id.as_ref().map_or(0, |t| t.len())
             + self
                 .principal
                 .claims()

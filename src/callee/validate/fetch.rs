@@ -1,4 +1,5 @@
-//! Discovery and JWKS: fetched at start, refreshed in the background, swapped atomically.
+//! Discovery and JWKS: fetched at start, refreshed in the background (by [`crate::refresh`],
+//! over [`crate::net::client`]), swapped into the snapshot atomically.
 //!
 //! # Contract
 //! - The request path never waits on the network, except for a bounded wait
@@ -10,139 +11,144 @@
 //!   last good keys; it is retried with exponential backoff capped at `keys.max_backoff`. Until the
 //!   first success there are no keys: `/readyz` says 503 and protected requests fail closed.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::{Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::client::legacy::Client;
-use tokio::sync::{watch, Notify};
+use http::Uri;
 
 use crate::config::{Config, KeySource};
-use crate::forward::{https_connector, HttpsConnector};
 use crate::metrics::Metrics;
-use crate::snapshot::{self, Keys, SnapshotCell};
+use crate::net::client::HttpClient;
+use crate::refresh::{Fetch, Fresh, Outcome, Refresher};
+use crate::snapshot::{self, SnapshotCell};
 use crate::validate::KeySet;
 
 /// Largest discovery or JWKS document we read.
 const MAX_DOCUMENT: usize = 1024 * 1024;
-/// First retry delay after a failure.
-const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// Connect timeout towards the IdP.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The request path's handle on the background fetcher.
-pub struct KeyControl {
-    trigger: Notify,
-    /// Fetch rounds asked for (by unknown `kid`s); the fetcher answers the highest it has seen.
-    requested: AtomicU64,
-    completed: watch::Sender<u64>,
+/// The signing-key fetcher: a [`Refresher`] of [`KeySet`]s publishing into the snapshot, plus the
+/// unknown-`kid` cooldown the request path goes through.
+pub struct KeyFetcher {
+    refresher: Refresher<JwksSource>,
     last_unknown_kid_fetch: Mutex<Option<Instant>>,
 }
 
-impl KeyControl {
-    /// A control with nothing requested.
-    pub fn new() -> KeyControl {
-        KeyControl {
-            trigger: Notify::new(),
-            requested: AtomicU64::new(0),
-            completed: watch::channel(0).0,
+impl KeyFetcher {
+    /// A fetcher following `cell`'s current config, idle until [`KeyFetcher::run`] is polled.
+    /// `extra_ca` (`tls.ca_file`) is fixed at start, like the listeners.
+    pub fn new(
+        cell: Arc<SnapshotCell>,
+        metrics: Arc<Metrics>,
+        extra_ca: &[rustls::pki_types::CertificateDer<'static>],
+    ) -> KeyFetcher {
+        let source = JwksSource {
+            cell,
+            metrics,
+            client: HttpClient::new(CONNECT_TIMEOUT, extra_ca),
+        };
+        KeyFetcher {
+            refresher: Refresher::new(source),
             last_unknown_kid_fetch: Mutex::new(None),
         }
     }
 
+    /// Fetches keys forever (until the task is dropped), following the snapshot's current config.
+    pub async fn run(self: Arc<Self>) {
+        self.refresher.clone().run().await
+    }
+
     /// Asks for a fetch now (config reload), regardless of the unknown-`kid` cooldown.
     pub fn refresh_now(&self) {
-        self.requested.fetch_add(1, Ordering::SeqCst);
-        self.trigger.notify_one();
+        self.refresher.refresh_now();
     }
 
     /// Called when a token names a `kid` we do not have. Starts a fetch if the cooldown allows,
     /// or joins one already running, and waits at most `wait` for it. Returns whether a fetch
     /// finished (the caller then reloads the snapshot and tries once more).
     pub async fn unknown_kid(&self, cooldown: Duration, wait: Duration) -> bool {
-        let mut done = self.completed.subscribe();
-        let target = {
+        let round = {
             let mut last = self
                 .last_unknown_kid_fetch
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            let requested = self.requested.load(Ordering::SeqCst);
             if last.is_none_or(|t| t.elapsed() >= cooldown) {
                 *last = Some(Instant::now());
-                let target = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
-                self.trigger.notify_one();
-                target
-            } else if *done.borrow() < requested {
+                self.refresher.refresh_now()
+            } else if let Some(pending) = self.refresher.pending() {
                 // A fetch is already on its way: share it.
-                requested
+                pending
             } else {
                 return false;
             }
         };
-        let finished = tokio::time::timeout(wait, done.wait_for(|c| *c >= target))
-            .await
-            .is_ok_and(|r| r.is_ok());
-        finished
+        self.refresher.wait_for(round, wait).await
     }
 }
 
-impl Default for KeyControl {
-    fn default() -> Self {
-        KeyControl::new()
-    }
+/// Discovery + JWKS as a [`Fetch`]: reads the snapshot's current config each round, publishes
+/// each new key set into the snapshot.
+struct JwksSource {
+    cell: Arc<SnapshotCell>,
+    metrics: Arc<Metrics>,
+    client: HttpClient,
 }
 
-/// Fetches keys forever (until the task is dropped), following the snapshot's current config.
-pub async fn run_fetcher(cell: Arc<SnapshotCell>, control: Arc<KeyControl>, metrics: Arc<Metrics>) {
-    // TLS trust is fixed at start (tls.ca_file changes need a restart, like the listeners).
-    let extra_ca = cell.load().config.extra_ca_certs.clone();
-    let client: Client<HttpsConnector, Empty<Bytes>> =
-        Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build(https_connector(Duration::from_secs(5), &extra_ca));
-    let mut backoff = FIRST_BACKOFF;
-    loop {
-        let target = control.requested.load(Ordering::SeqCst);
-        let snap = cell.load_full();
-        let previous = match &snap.keys {
-            Keys::Loaded(k) => Some(k.clone()),
-            Keys::Pending => None,
-        };
-        let next = match fetch(&client, &snap.config, previous.as_deref()).await {
-            Ok((keys, skipped)) => {
-                if skipped > 0 {
-                    tracing::warn!(skipped, "JWKS: skipped unusable keys");
-                }
+impl Fetch for JwksSource {
+    type Value = KeySet;
+    type Error = String;
+
+    async fn fetch(&self, last: Option<&Arc<KeySet>>) -> Result<Fresh<KeySet>, String> {
+        let snap = self.cell.load_full();
+        let (keys, skipped) = fetch(&self.client, &snap.config, last.map(|k| &**k)).await?;
+        if skipped > 0 {
+            tracing::warn!(skipped, "JWKS: skipped unusable keys");
+        }
+        Ok(Fresh {
+            value: keys,
+            refresh_in: snap.config.keys.refresh_interval,
+        })
+    }
+
+    fn max_backoff(&self) -> Duration {
+        self.cell.load().config.keys.max_backoff
+    }
+
+    fn report(&self, outcome: Outcome<'_, KeySet, String>) {
+        match outcome {
+            Outcome::Refreshed(keys) => {
                 tracing::info!(keys = keys.len(), kids = ?keys.kids(), "JWKS: keys loaded");
-                metrics.jwks_refresh(true, Some(keys.len()));
-                snapshot::store_keys(&cell, Arc::new(keys));
-                backoff = FIRST_BACKOFF;
-                snap.config.keys.refresh_interval
+                self.metrics.jwks_refresh(true, Some(keys.len()));
+                snapshot::store_keys(&self.cell, keys.clone());
             }
-            Err(error) => {
-                let keeping = previous.as_ref().map_or(0, |k| k.len());
-                tracing::warn!(%error, keeping_keys = keeping, retry_in = ?backoff, "JWKS: refresh failed");
-                metrics.jwks_refresh(false, None);
-                let delay = backoff;
-                backoff = (backoff * 2).min(snap.config.keys.max_backoff);
-                delay
+            Outcome::Failed {
+                error,
+                keeping,
+                retry_in,
+                ..
+            } => {
+                let keeping = keeping.map_or(0, |k| k.len());
+                tracing::warn!(%error, keeping_keys = keeping, ?retry_in, "JWKS: refresh failed");
+                self.metrics.jwks_refresh(false, None);
             }
-        };
-        control.completed.send_replace(target);
-        tokio::select! {
-            _ = tokio::time::sleep(next) => {}
-            _ = control.trigger.notified() => {}
         }
     }
 }
 
 /// One round: discovery (if configured), then the JWKS.
 async fn fetch(
-    client: &Client<HttpsConnector, Empty<Bytes>>,
+    client: &HttpClient,
     config: &Config,
     previous: Option<&KeySet>,
 ) -> Result<(KeySet, usize), String> {
     let timeout = config.keys.fetch_timeout;
+    let get = |uri: Uri| async move {
+        client
+            .get(&uri, timeout, MAX_DOCUMENT)
+            .await
+            .map_err(|e| e.to_string())
+    };
     let jwks_uri = match &config.auth.keys {
         KeySource::Jwks(uri) => uri.clone(),
         KeySource::Discovery(uri) => {
@@ -150,7 +156,7 @@ async fn fetch(
             struct Discovery {
                 jwks_uri: String,
             }
-            let body = get(client, uri, timeout).await?;
+            let body = get(uri.clone()).await?;
             let doc: Discovery = serde_json::from_slice(&body)
                 .map_err(|e| format!("discovery document {uri}: {e}"))?;
             let jwks: Uri = doc
@@ -163,39 +169,7 @@ async fn fetch(
             jwks
         }
     };
-    let body = get(client, &jwks_uri, timeout).await?;
+    let body = get(jwks_uri.clone()).await?;
     KeySet::from_jwks(&body, &config.auth.algorithms, previous)
         .map_err(|e| format!("JWKS {jwks_uri}: {e}"))
-}
-
-async fn get(
-    client: &Client<HttpsConnector, Empty<Bytes>>,
-    uri: &Uri,
-    timeout: Duration,
-) -> Result<Bytes, String> {
-    let req = Request::get(uri.clone())
-        .header(http::header::ACCEPT, "application/json")
-        .header(
-            http::header::USER_AGENT,
-            concat!("tokengate/", env!("CARGO_PKG_VERSION")),
-        )
-        .body(Empty::new())
-        .map_err(|e| e.to_string())?;
-    let work = async {
-        let resp = client
-            .request(req)
-            .await
-            .map_err(|e| format!("GET {uri}: {e}"))?;
-        if resp.status() != StatusCode::OK {
-            return Err(format!("GET {uri}: status {}", resp.status()));
-        }
-        let body = Limited::new(resp.into_body(), MAX_DOCUMENT)
-            .collect()
-            .await
-            .map_err(|e| format!("GET {uri}: body: {e}"))?;
-        Ok(body.to_bytes())
-    };
-    tokio::time::timeout(timeout, work)
-        .await
-        .map_err(|_| format!("GET {uri}: no answer within {timeout:?}"))?
 }

@@ -8,6 +8,10 @@
 //!   without a `kid` (we only ever select by `kid`), symmetric keys, and keys that fail to parse.
 //!   One bad key never discards the good ones; a set with no usable key is an error, so a garbage
 //!   answer from the IdP never replaces good keys.
+//! - A key the JWKS gives an `issuer` (Entra does) is pinned: to one tenant when that issuer
+//!   names one (the GUID path segment), so it verifies only that tenant's tokens; to nothing when
+//!   it is a `{tenantid}` template (any tenant `auth.tenants` allows); to the exact issuer when it
+//!   names no tenant. `validate` enforces the pin after the signature.
 //! - A key whose material is unchanged across a refresh keeps its identity (`Arc`), so the
 //!   verified-token cache survives routine refreshes and drops entries only for keys that left.
 
@@ -51,6 +55,13 @@ impl KeySet {
         self.keys.is_empty()
     }
 
+    /// Every key, sorted by `kid` (for `tokengate explain`).
+    pub fn entries(&self) -> Vec<&Arc<KeyEntry>> {
+        let mut v: Vec<&Arc<KeyEntry>> = self.keys.values().collect();
+        v.sort_unstable_by(|a, b| a.kid.cmp(&b.kid));
+        v
+    }
+
     /// The `kid`s, sorted, for logs.
     pub fn kids(&self) -> Vec<&str> {
         let mut v: Vec<&str> = self.keys.keys().map(|k| &**k).collect();
@@ -85,7 +96,11 @@ impl KeySet {
                 continue;
             }
             let entry = match previous.and_then(|p| p.keys.get(&entry.kid)) {
-                Some(old) if old.material == entry.material && old.algs() == entry.algs() => {
+                Some(old)
+                    if old.material == entry.material
+                        && old.algs() == entry.algs()
+                        && old.pin == entry.pin =>
+                {
                     old.clone()
                 }
                 _ => Arc::new(entry),
@@ -127,6 +142,42 @@ pub struct KeyEntry {
     /// The public numbers (n‖e or x‖y), to recognise the same key across refreshes.
     material: Vec<u8>,
     verifiers: Vec<(Algorithm, ParsedPublicKey)>,
+    pin: KeyPin,
+}
+
+/// Which tokens a key may verify, from the JWK's `issuer`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyPin {
+    /// No `issuer`, or a `{tenantid}` template: any token the policy accepts.
+    Any,
+    /// Only tokens whose `tid` is this tenant.
+    Tenant(Box<str>),
+    /// Only tokens whose `iss` is exactly this (an issuer naming no tenant).
+    Issuer(Box<str>),
+}
+
+impl KeyPin {
+    fn from_issuer(issuer: Option<&str>) -> KeyPin {
+        let Some(iss) = issuer else {
+            return KeyPin::Any;
+        };
+        if iss.contains(crate::config::TENANT_PLACEHOLDER) {
+            return KeyPin::Any;
+        }
+        match iss.split('/').find(|s| crate::config::is_guid(s)) {
+            Some(t) => KeyPin::Tenant(t.to_ascii_lowercase().into()),
+            None => KeyPin::Issuer(iss.into()),
+        }
+    }
+
+    /// Whether a token with `iss` and `tid` may be verified by a key with this pin.
+    pub fn admits(&self, iss: &str, tid: Option<&str>) -> bool {
+        match self {
+            KeyPin::Any => true,
+            KeyPin::Tenant(t) => tid.is_some_and(|x| x.eq_ignore_ascii_case(t)),
+            KeyPin::Issuer(i) => **i == *iss,
+        }
+    }
 }
 
 impl KeyEntry {
@@ -143,11 +194,23 @@ impl KeyEntry {
         &self.kid
     }
 
-    fn algs(&self) -> Vec<Algorithm> {
+    /// Which tokens this key may verify.
+    pub fn pin(&self) -> &KeyPin {
+        &self.pin
+    }
+
+    /// The algorithms this key is pinned to.
+    pub fn algs(&self) -> Vec<Algorithm> {
         self.verifiers.iter().map(|(a, _)| *a).collect()
     }
 
     fn from_value(value: serde_json::Value, allowed: &[Algorithm]) -> Option<KeyEntry> {
+        let pin = match value.get("issuer") {
+            None => KeyPin::Any,
+            Some(serde_json::Value::String(s)) => KeyPin::from_issuer(Some(s)),
+            // An issuer we cannot read cannot be honoured: the key is unusable, not unpinned.
+            Some(_) => return None,
+        };
         let jwk: Jwk = serde_json::from_value(value).ok()?;
         let kid: Box<str> = jwk.common.key_id.clone()?.into();
         if kid.is_empty() {
@@ -186,7 +249,7 @@ impl KeyEntry {
                         c.to_parsed_public_key(params).ok().map(|k| (alg, k))
                     })
                     .collect::<Option<Vec<_>>>()?;
-                return finish(kid, m, verifiers);
+                return finish(kid, m, verifiers, pin);
             }
             AlgorithmParameters::EllipticCurve(ec) => {
                 let alg = match ec.curve {
@@ -216,7 +279,7 @@ impl KeyEntry {
                     .map(|k| (alg, k))
             })
             .collect::<Option<Vec<_>>>()?;
-        finish(kid, material, verifiers)
+        finish(kid, material, verifiers, pin)
     }
 }
 
@@ -225,6 +288,7 @@ impl fmt::Debug for KeyEntry {
         f.debug_struct("KeyEntry")
             .field("kid", &self.kid)
             .field("algs", &self.algs())
+            .field("pin", &self.pin)
             .finish()
     }
 }
@@ -233,6 +297,7 @@ fn finish(
     kid: Box<str>,
     material: Vec<u8>,
     verifiers: Vec<(Algorithm, ParsedPublicKey)>,
+    pin: KeyPin,
 ) -> Option<KeyEntry> {
     if verifiers.is_empty() {
         return None;
@@ -241,6 +306,7 @@ fn finish(
         kid,
         material,
         verifiers,
+        pin,
     })
 }
 
@@ -358,6 +424,40 @@ mod tests {
         assert!(set(json!([{"kty": "RSA", "kid": "bad", "n": "!!", "e": "AQAB"}])).is_err());
         assert!(KeySet::from_jwks(b"<html>", ALL, None).is_err());
         assert!(KeySet::from_jwks(b"{\"keys\": 1}", ALL, None).is_err());
+    }
+
+    #[test]
+    fn jwk_issuer_pins_a_key_to_its_tenant() {
+        let rsa = SigningKey::rsa();
+        let t = "11111111-2222-4333-8444-555555555555";
+        let mut tenant = rsa.jwk("t", None);
+        tenant["issuer"] = json!(format!("https://login.microsoftonline.com/{t}/v2.0"));
+        let mut template = rsa.jwk("any", None);
+        template["issuer"] = json!("https://login.microsoftonline.com/{tenantid}/v2.0");
+        let mut plain = rsa.jwk("plain", None);
+        plain["issuer"] = json!("https://idp.example");
+        let mut bad = rsa.jwk("bad", None);
+        bad["issuer"] = json!(7);
+        let (ks, skipped) = set(json!([tenant, template, plain, bad])).unwrap();
+        assert_eq!(skipped, 1, "a non-string issuer makes the key unusable");
+        let v1 = format!("https://sts.windows.net/{t}/");
+        assert!(
+            ks.get("t").unwrap().pin().admits(&v1, Some(t)),
+            "v1 token, same tenant"
+        );
+        assert!(!ks.get("t").unwrap().pin().admits(&v1, Some("other")));
+        assert!(!ks.get("t").unwrap().pin().admits(&v1, None));
+        assert!(ks.get("any").unwrap().pin().admits("x", Some("y")));
+        assert!(ks
+            .get("plain")
+            .unwrap()
+            .pin()
+            .admits("https://idp.example", None));
+        assert!(!ks
+            .get("plain")
+            .unwrap()
+            .pin()
+            .admits("https://idp.example/", None));
     }
 
     #[test]

@@ -91,10 +91,6 @@ pub async fn client_credentials(
             "application/x-www-form-urlencoded",
         )
         .header(http::header::ACCEPT, "application/json")
-        .header(
-            http::header::USER_AGENT,
-            concat!("tokengate/", env!("CARGO_PKG_VERSION")),
-        )
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| AcquireError::new(Failure::AuthorityRefused, format!("{endpoint}: {e}")))?;
     let (status, _, body) = exchange(http, req, timeout).await?;

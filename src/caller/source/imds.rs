@@ -50,10 +50,6 @@ pub async fn acquire(
     loop {
         let req = Request::get(&url)
             .header("Metadata", "true")
-            .header(
-                http::header::USER_AGENT,
-                concat!("tokengate/", env!("CARGO_PKG_VERSION")),
-            )
             .body(Full::new(Bytes::new()))
             .map_err(|e| AcquireError::new(Failure::AuthorityRefused, e.to_string()))?;
         let error = match exchange(http, req, timeout).await {

@@ -18,16 +18,12 @@ mod imds;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::Client;
+use http_body_util::Full;
 use rustls::pki_types::CertificateDer;
 
 use super::config::{IdentityConfig, SourceConfig};
 use super::token::{AccessToken, Resource};
-use crate::forward::{https_connector, HttpsConnector};
-
-/// The client every source's HTTP exchange goes through.
-pub type HttpClient = Client<HttpsConnector, Full<Bytes>>;
+use crate::net::client::{FetchErrorKind, HttpClient};
 
 /// Largest token response read.
 const MAX_RESPONSE: usize = 64 * 1024;
@@ -134,9 +130,7 @@ pub struct TokenSource {
 impl TokenSource {
     /// A source for `config`; https is verified against the system's CAs plus `extra_ca`.
     pub fn new(config: IdentityConfig, extra_ca: &[CertificateDer<'static>]) -> TokenSource {
-        let http = Client::builder(hyper_util::rt::TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build(https_connector(config.timeout, extra_ca));
+        let http = HttpClient::new(config.timeout, extra_ca);
         TokenSource { config, http }
     }
 
@@ -186,41 +180,25 @@ impl TokenSource {
     }
 }
 
-/// Sends `req` and reads a bounded body, within `timeout`. Connection failures and timeouts
-/// become their failures; the status is the caller's to judge.
+/// Sends `req` through the shared outbound client, reading a bounded body within `timeout`.
+/// Connection failures and timeouts become their failures; the status is the caller's to judge.
 async fn exchange(
     http: &HttpClient,
     req: http::Request<Full<Bytes>>,
     timeout: Duration,
 ) -> Result<(http::StatusCode, http::HeaderMap, Bytes), AcquireError> {
-    let authority = req
-        .uri()
-        .authority()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    let work = async {
-        let resp = http.request(req).await.map_err(|e| {
-            AcquireError::new(
-                Failure::AuthorityUnreachable,
-                format!("{authority}: {}", error_chain(&e)),
-            )
-        })?;
-        let (parts, body) = resp.into_parts();
-        let body = Limited::new(body, MAX_RESPONSE)
-            .collect()
-            .await
-            .map_err(|e| {
-                AcquireError::new(Failure::BadResponse, format!("{authority}: body: {e}"))
-            })?
-            .to_bytes();
-        Ok((parts.status, parts.headers, body))
-    };
-    tokio::time::timeout(timeout, work).await.map_err(|_| {
-        AcquireError::new(
-            Failure::AuthorityTimeout,
-            format!("{authority}: no answer within {timeout:?}"),
-        )
-    })?
+    let resp = http.send(req, timeout, MAX_RESPONSE).await.map_err(|e| {
+        let failure = match &e.kind {
+            FetchErrorKind::Transport(_) => Failure::AuthorityUnreachable,
+            FetchErrorKind::Timeout(_) => Failure::AuthorityTimeout,
+            FetchErrorKind::Body(_) | FetchErrorKind::Status(_) => Failure::BadResponse,
+            FetchErrorKind::Request(_) => Failure::AuthorityRefused,
+        };
+        // The error names the method and URL and its causes, never a header or body.
+        AcquireError::new(failure, error_chain(&e))
+    })?;
+    let (parts, body) = resp.into_parts();
+    Ok((parts.status, parts.headers, body))
 }
 
 /// The error and its causes on one line (hyper's own message is only "client error").
