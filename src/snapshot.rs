@@ -30,6 +30,7 @@ pub struct Snapshot {
     /// audiences, skew, ...) must be validated again, so the cache keys its entries by this.
     pub policy_generation: u64,
     clock_skew_secs: u64,
+    max_lifetime_secs: u64,
 }
 
 impl Snapshot {
@@ -40,11 +41,13 @@ impl Snapshot {
 
     fn with_generation(config: Arc<Config>, keys: Keys, policy_generation: u64) -> Snapshot {
         let clock_skew_secs = config.auth.clock_skew.as_secs();
+        let max_lifetime_secs = config.auth.max_token_lifetime.as_secs();
         Snapshot {
             config,
             keys,
             policy_generation,
             clock_skew_secs,
+            max_lifetime_secs,
         }
     }
 
@@ -56,6 +59,7 @@ impl Snapshot {
             audiences: &a.token_audiences,
             algorithms: &a.algorithms,
             clock_skew_secs: self.clock_skew_secs,
+            max_lifetime_secs: self.max_lifetime_secs,
         }
     }
 

@@ -5,6 +5,8 @@
 #[path = "e2e/support.rs"]
 mod support;
 
+#[path = "e2e/agreement_classes.rs"]
+mod agreement_classes;
 #[path = "e2e/authn.rs"]
 mod authn;
 #[path = "e2e/authz.rs"]

@@ -79,6 +79,12 @@ roles = ["App.Admin"]
 [[auth.rules]]
 path = "/public/secret"
 roles = ["App.Secret"]
+[[auth.rules]]
+path = "/odata/$batch"
+roles = ["App.Admin"]
+[[auth.rules]]
+path = "/sub/!$&'()*+,=:@"
+roles = ["App.Admin"]
 "#;
 
 static AUTH: LazyLock<AuthConfig> =
@@ -115,6 +121,9 @@ proptest! {
         (protected, path) in prop_oneof![
             hostile_path(&["admin"]).prop_map(|p| ("/admin", p)),
             hostile_path(&["public", "secret"]).prop_map(|p| ("/public/secret", p)),
+            // Issue 9: escaped sub-delims, `:` and `@` are literal to every framework.
+            hostile_path(&["odata", "$batch"]).prop_map(|p| ("/odata/$batch", p)),
+            hostile_path(&["sub", "!$&'()*+,=:@"]).prop_map(|p| ("/sub/!$&'()*+,=:@", p)),
         ],
         method in select(vec![Method::GET, Method::POST, Method::DELETE, Method::OPTIONS]),
     ) {
@@ -437,6 +446,7 @@ fn check(token: &str) -> Result<(), Rejection> {
         audiences: &t.audiences,
         algorithms: &ALGORITHMS,
         clock_skew_secs: 60,
+        max_lifetime_secs: 29 * 3600,
     };
     let mut scratch = Vec::new();
     validate(

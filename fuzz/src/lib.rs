@@ -67,6 +67,7 @@ pub fn policy() -> ValidationPolicy<'static> {
         audiences: &AUDIENCES,
         algorithms: &Algorithm::ALL,
         clock_skew_secs: 60,
+        max_lifetime_secs: 29 * 3600,
     }
 }
 

@@ -14,6 +14,17 @@
 //! 4. `allowed_principals` (when non-empty) must contain the caller's `oid`;
 //! 5. every matching rule with `roles` must find one of them in the token's `roles` claim.
 //!
+//! A `GET` rule covers `HEAD` too: Flask, Express, Django, Spring and Go run the GET handler for a
+//! HEAD request. Before any of that, [`screen_method`] refuses methods no framework reads the
+//! same way: a spelling with a lower-case letter (Go compares methods as sent; Flask, Django,
+//! Express and ASP.NET Core fold case, so `post` is POST to some and an unknown method to others)
+//! is 400 `invalid_method`, on every method, standard or extension; `CONNECT` (re-targeted by the
+//! client after we authorized its path) and `TRACE`/`TRACK` (echo the request's headers) are 405.
+//! What passes is upper-case, so the exact comparison with the upper-cased rule methods is the
+//! same comparison every framework makes. [`screen_override`] refuses a `_method` query
+//! parameter (400 `method_override`), which Laravel, Symfony and Express's `method-override`
+//! dispatch on; the header spellings are stripped by `rewrite`.
+//!
 //! [`report`] evaluates the same with every rule, for `mode = "report"` rules: what it refuses
 //! and [`authorize`] allows is forwarded and only reported.
 //!
@@ -86,6 +97,51 @@ pub enum Access {
     Anonymous,
     /// Everything else.
     Authenticated,
+}
+
+/// Refuses a method that frameworks would read differently, or that we never forward.
+pub fn screen_method(method: &Method) -> Result<(), Rejection> {
+    let m = method.as_str().as_bytes();
+    if m.iter().any(u8::is_ascii_lowercase) {
+        return Err(Rejection::InvalidMethod);
+    }
+    if matches!(m, b"CONNECT" | b"TRACE" | b"TRACK") {
+        return Err(Rejection::MethodNotAllowed);
+    }
+    Ok(())
+}
+
+/// Refuses a query naming a `_method` parameter, in any letter case or percent-encoding.
+/// Allocation-free: each parameter name is decoded on the fly.
+pub fn screen_override(query: Option<&str>) -> Result<(), Rejection> {
+    const NAME: &[u8] = b"_method";
+    let Some(query) = query else {
+        return Ok(());
+    };
+    for pair in query.split(['&', ';']) {
+        let name = pair.split('=').next().unwrap_or("").as_bytes();
+        let mut decoded = [0u8; 7];
+        let (mut i, mut n) = (0, 0);
+        while i < name.len() && n <= NAME.len() {
+            let mut b = name[i];
+            i += 1;
+            if b == b'%' && i + 2 <= name.len() {
+                let hex = std::str::from_utf8(&name[i..i + 2]).ok();
+                if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    b = v;
+                    i += 2;
+                }
+            }
+            if n < NAME.len() {
+                decoded[n] = b;
+            }
+            n += 1;
+        }
+        if n == NAME.len() && i == name.len() && decoded.eq_ignore_ascii_case(NAME) {
+            return Err(Rejection::MethodOverride);
+        }
+    }
+    Ok(())
 }
 
 /// Decides whether `path` (normalized) with `method` may go through without a token.
@@ -178,7 +234,11 @@ fn check(
 
 fn rule_applies(rule: &Rule, path: &str, method: &Method) -> bool {
     rule.path.covers(path, Case::Insensitive)
-        && (rule.methods.is_empty() || rule.methods.iter().any(|m| m == method))
+        && (rule.methods.is_empty()
+            || rule
+                .methods
+                .iter()
+                .any(|m| m == method || (*m == Method::GET && method == Method::HEAD)))
 }
 
 #[cfg(test)]
@@ -262,6 +322,78 @@ roles = ["App.Secret"]
         assert_eq!(authorize(&a, &nobody, "/admin", &Method::GET), Ok(()));
         assert_eq!(authorize(&a, &nobody, "/administrator", &post), Ok(()));
         assert_eq!(authorize(&a, &admin, "/admin/x", &post), Ok(()));
+    }
+
+    #[test]
+    fn method_override_parameters_are_refused() {
+        for q in [
+            "_method=DELETE",
+            "a=1&_method=DELETE",
+            "_METHOD=delete",
+            "%5Fmethod=DELETE",
+            "%5f%6Dethod=x",
+            "_method",
+            "x=1;_method=PUT",
+        ] {
+            assert_eq!(
+                screen_override(Some(q)),
+                Err(Rejection::MethodOverride),
+                "{q}"
+            );
+        }
+        for q in [
+            "method=DELETE",
+            "_methods=1",
+            "x_method=1",
+            "a=_method",
+            "_metho",
+            "",
+        ] {
+            assert_eq!(screen_override(Some(q)), Ok(()), "{q}");
+        }
+        assert_eq!(screen_override(None), Ok(()));
+    }
+
+    #[test]
+    fn a_get_rule_covers_head() {
+        let a = auth("[[auth.rules]]\npath = \"/reports\"\nmethods = [\"GET\"]\nroles = [\"R\"]\n");
+        let nobody = Caller {
+            app: None,
+            oid: None,
+            roles: &[],
+        };
+        for m in [Method::GET, Method::HEAD] {
+            assert_eq!(
+                authorize(&a, &nobody, "/reports", &m),
+                Err(Rejection::MissingRole),
+                "{m}"
+            );
+        }
+        assert_eq!(authorize(&a, &nobody, "/reports", &Method::POST), Ok(()));
+    }
+
+    #[test]
+    fn methods_with_one_reading_pass_the_screen() {
+        let m = |s: &str| Method::from_bytes(s.as_bytes()).unwrap();
+        for ok in [
+            "GET", "HEAD", "POST", "DELETE", "PATCH", "OPTIONS", "PURGE", "M-SEARCH",
+        ] {
+            assert_eq!(screen_method(&m(ok)), Ok(()), "{ok}");
+        }
+        for bad in ["post", "Delete", "gET", "purge", "Purge", "connect"] {
+            assert_eq!(
+                screen_method(&m(bad)),
+                Err(Rejection::InvalidMethod),
+                "{bad}"
+            );
+        }
+        for refused in ["CONNECT", "TRACE", "TRACK"] {
+            assert_eq!(
+                screen_method(&m(refused)),
+                Err(Rejection::MethodNotAllowed),
+                "{refused}"
+            );
+        }
     }
 
     #[test]

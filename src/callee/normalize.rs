@@ -4,8 +4,11 @@
 //! Rules and anonymous prefixes are matched against the output of [`normalize`], and the same output
 //! is what the upstream receives. So whatever framework runs behind us (ASP.NET Core, Express,
 //! Spring, Flask, nginx) routes exactly the path we authorized. To get there we:
-//! - decode percent-encoded unreserved characters (RFC 3986 §6.2.2.2) and upper-case the hex digits
-//!   of every other escape (§6.2.2.1), so `/%61dmin` and `/admin` are one path;
+//! - give every byte one spelling: a byte that is legal raw in a path segment (RFC 3986 `pchar`:
+//!   unreserved, sub-delims, `:` and `@`) is decoded to its literal form, every other byte is
+//!   percent-encoded with upper-case hex (§6.2.2.1), whether it arrived raw or escaped. Frameworks
+//!   decode escapes before routing, so `/odata/%24batch` and `/odata/$batch`, `/%61dmin` and
+//!   `/admin`, `/a%7cb` and `/a|b` are one path to them, and now to us;
 //! - percent-encode raw non-ASCII bytes (the UTF-8 an IRI carries, RFC 3987 §3.1), so `/café` and
 //!   `/caf%C3%A9` are one path too, the output is ASCII, and normalizing it again changes nothing;
 //! - merge repeated slashes (nginx `merge_slashes`, Spring's firewall) and remove dot segments after
@@ -88,6 +91,7 @@ fn is_canonical(bytes: &[u8]) -> Result<bool, PathError> {
             b'#' => return Err(PathError::Fragment),
             0..=0x1f | 0x7f => return Err(PathError::ControlCharacter),
             b'%' | 0x80..=0xff => canonical = false,
+            b if !is_pchar(b) && b != b'/' => canonical = false,
             b'/' if prev == b'/' => canonical = false,
             b'.' if prev == b'/' => {
                 // "." or ".." as a whole segment needs resolving; ".well-known" does not.
@@ -104,8 +108,29 @@ fn is_canonical(bytes: &[u8]) -> Result<bool, PathError> {
     Ok(canonical)
 }
 
-fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+/// RFC 3986 `pchar` (minus `pct-encoded`): the bytes a path segment may carry literally. `;` is
+/// one, but it never gets this far.
+fn is_pchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+                | b':'
+                | b'@'
+        )
 }
 
 fn hex_value(b: u8) -> Option<u8> {
@@ -117,7 +142,8 @@ fn hex_value(b: u8) -> Option<u8> {
     }
 }
 
-/// Decodes unreserved escapes, upper-cases the rest, and refuses separators and controls.
+/// Decodes escapes of `pchar` bytes, escapes (upper-case) every other byte, and refuses
+/// separators and controls.
 fn decode(bytes: &[u8]) -> Result<String, PathError> {
     let mut out = String::with_capacity(bytes.len());
     let mut i = 0;
@@ -134,7 +160,11 @@ fn decode(bytes: &[u8]) -> Result<String, PathError> {
         }
         if b != b'%' {
             check_utf8_run(&mut high_run)?;
-            out.push(b as char);
+            if is_pchar(b) || b == b'/' {
+                out.push(b as char);
+            } else {
+                push_escape(&mut out, b);
+            }
             i += 1;
             continue;
         }
@@ -157,7 +187,7 @@ fn decode(bytes: &[u8]) -> Result<String, PathError> {
             // Decoded before `;params` are cut, `%3B` is a parameter delimiter too.
             b';' => return Err(PathError::Semicolon),
             0..=0x1f | 0x7f => return Err(PathError::ControlCharacter),
-            v if is_unreserved(v) => {
+            v if is_pchar(v) => {
                 out.push(v as char);
                 continue;
             }
@@ -318,7 +348,31 @@ mod tests {
         assert_eq!(ok("/a%20b"), "/a%20b");
         assert_eq!(ok("/a%3fb"), "/a%3Fb");
         assert_eq!(ok("/%252e%252e/admin"), "/%252e%252e/admin");
+        assert_eq!(ok("/a%25"), "/a%25");
+        assert_eq!(ok("/a%23b"), "/a%23b");
         assert_eq!(ok("/caf%C3%A9"), "/caf%C3%A9");
+    }
+
+    #[test]
+    fn reserved_characters_have_one_spelling() {
+        // Issue 9: a rule on `/odata/$batch` was skipped by `/odata/%24batch`.
+        assert_eq!(ok("/odata/%24batch"), "/odata/$batch");
+        for b in b"!$&'()*+,=:@".iter().copied() {
+            let literal = format!("/x{}y", b as char);
+            assert_eq!(ok(&format!("/x%{b:02x}y")), literal);
+            assert_eq!(ok(&format!("/x%{b:02X}y")), literal);
+            assert!(
+                matches!(normalize(&literal), Ok(Cow::Borrowed(_))),
+                "{literal}"
+            );
+        }
+        // Not legal raw in a path: one escaped spelling, raw or not.
+        assert_eq!(ok("/a|b"), "/a%7Cb");
+        assert_eq!(ok("/a%7cb"), "/a%7Cb");
+        assert_eq!(ok("/a b"), "/a%20b");
+        assert_eq!(ok("/{x}"), "/%7Bx%7D");
+        let rule = Prefix::parse("/odata/$batch").unwrap();
+        assert!(rule.covers(&ok("/odata/%24BATCH"), Case::Insensitive));
     }
 
     #[test]

@@ -148,6 +148,9 @@ impl Proxy {
     ) -> Result<Response<Body>, Rejection> {
         let mut snap = self.cell.load_full();
 
+        // One reading of the method, shared by us and every framework behind us.
+        authorize::screen_method(req.method())?;
+        authorize::screen_override(req.uri().query())?;
         // Normalize: the path we authorize is the path the upstream gets.
         let target = upstream_target(&snap, req.uri())?;
         let path = target.path();
@@ -332,6 +335,7 @@ impl Proxy {
         let headers = &mut parts.headers;
         rewrite::strip_hop_by_hop(headers);
         rewrite::strip_credentials(headers);
+        rewrite::strip_client_only(headers, up.trust_forwarded_headers);
         if let Some(id) = identity {
             rewrite::set_identity(headers, &id.headers);
             if up.forward_token {

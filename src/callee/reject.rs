@@ -53,6 +53,12 @@ impl Answer {
         challenge: ChallengeError::InsufficientScope,
         code: "insufficient_scope",
     };
+    /// 405: a method we never forward; not about credentials, so no challenge.
+    pub const METHOD_NOT_ALLOWED: Answer = Answer {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        challenge: ChallengeError::None,
+        code: "method_not_allowed",
+    };
     /// 503: we cannot decide yet (no signing keys); the client may retry.
     pub const UNAVAILABLE: Answer = Answer {
         status: StatusCode::SERVICE_UNAVAILABLE,
@@ -119,6 +125,15 @@ macro_rules! rejections {
 rejections! {
     /// The path cannot be made unambiguous (encoded slash, backslash, `;`, bad escape, …).
     InvalidPath => "invalid_path", INVALID_REQUEST;
+    /// The method is not spelled in upper case: Go's router and `r.Method` checks compare it as
+    /// sent while Flask, Django, Express and ASP.NET Core fold case, so no single reading exists.
+    InvalidMethod => "invalid_method", INVALID_REQUEST;
+    /// `CONNECT` or `TRACE` (or IIS's `TRACK`): a tunnel the client re-targets after we authorized
+    /// its path, or an echo of the request's headers. Refused on every path.
+    MethodNotAllowed => "method_not_allowed", METHOD_NOT_ALLOWED;
+    /// A `_method` query parameter: Laravel, Symfony and Express's `method-override` dispatch on
+    /// it instead of the request method we authorized.
+    MethodOverride => "method_override", INVALID_REQUEST;
     /// The connection carried a request-smuggling shape (`Content-Length` with
     /// `Transfer-Encoding`, two `Content-Length`s, bare LF): every request on it is refused.
     AmbiguousFraming => "ambiguous_framing", INVALID_REQUEST;
@@ -150,6 +165,9 @@ rejections! {
     Expired => "token_expired", INVALID_TOKEN;
     /// `nbf` is in the future (beyond the allowed clock skew).
     NotYetValid => "token_not_yet_valid", INVALID_TOKEN;
+    /// `exp - iat`, or `exp - now`, exceeds `auth.max_token_lifetime` (plus skew for the latter):
+    /// a signed token that (almost) never expires is a credential nobody can revoke.
+    TokenLifetimeTooLong => "token_lifetime_too_long", INVALID_TOKEN;
     /// `iss` is not exactly one of `auth.issuers`.
     InvalidIssuer => "invalid_issuer", INVALID_TOKEN;
     /// The key's JWKS `issuer` pins it to another tenant (or issuer) than the token's.
@@ -239,6 +257,15 @@ mod tests {
         assert_eq!(Rejection::Expired.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(Rejection::MissingRole.status(), StatusCode::FORBIDDEN);
         assert_eq!(Rejection::InvalidPath.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(Rejection::InvalidMethod.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            Rejection::MethodNotAllowed.status(),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        assert_eq!(
+            Rejection::TokenLifetimeTooLong.status(),
+            StatusCode::UNAUTHORIZED
+        );
         assert_eq!(
             Rejection::AmbiguousFraming.status(),
             StatusCode::BAD_REQUEST
@@ -283,6 +310,7 @@ mod tests {
                 400 | 413 => &["invalid_request"],
                 401 => &["unauthorized", "invalid_token"],
                 403 => &["insufficient_scope"],
+                405 => &["method_not_allowed"],
                 502 => &["bad_gateway"],
                 503 => &["temporarily_unavailable"],
                 504 => &["gateway_timeout"],

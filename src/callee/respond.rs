@@ -3,10 +3,10 @@
 //! Bodies are small fixed JSON documents built from static labels: they never echo the token,
 //! the path or any other request input. 401s carry an RFC 6750 challenge: no `error` when no
 //! credentials were sent, `error="invalid_token"` with the reason otherwise; 403s carry
-//! `insufficient_scope`, 400s `invalid_request`.
+//! `insufficient_scope`, 400s `invalid_request`; 405s carry `Allow` and no challenge.
 
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
@@ -17,6 +17,8 @@ use crate::reject::{Answer, ChallengeError, Rejection};
 pub type Body = Either<Incoming, Full<Bytes>>;
 
 const REALM: &str = "tokengate";
+/// What a 405 offers: every standard method except the refused `CONNECT` and `TRACE`.
+const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 
 /// The response for a refused request.
 pub fn rejection(r: Rejection) -> Response<Body> {
@@ -45,6 +47,11 @@ pub fn rejection(r: Rejection) -> Response<Body> {
             WWW_AUTHENTICATE,
             HeaderValue::from_str(&c).expect("static ASCII"),
         );
+    }
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        // RFC 9110 §15.5.6: a 405 says which methods exist.
+        resp.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
     }
     if r == Rejection::NoSigningKeys {
         resp.headers_mut()

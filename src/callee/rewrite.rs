@@ -6,6 +6,19 @@
 //!   upstream (nor any log);
 //! - every client-sent header named `X-MS-CLIENT-PRINCIPAL*` or `X-MS-TOKEN-*`, in any case, is
 //!   removed, so only we can set identity;
+//! - every client-sent header whose name contains `_` is removed (nginx's
+//!   `underscores_in_headers off`): CGI/WSGI-style servers (wsgiref, gunicorn < 22, uWSGI,
+//!   Django's `META`, Rack, PHP-FPM) read `X_MS_CLIENT_PRINCIPAL` and `X-MS-CLIENT-PRINCIPAL` as
+//!   one variable, so a name with `_` may be read as any protected name;
+//! - method-override headers (`X-HTTP-Method-Override`, `X-HTTP-Method`, `X-Method-Override`)
+//!   are removed: the method we authorized is the method the framework dispatches;
+//! - client-certificate headers (`X-ARR-ClientCert`, `X-Forwarded-Client-Cert`, `Client-Cert`,
+//!   `Client-Cert-Chain`, `X-Client-Cert`, `X-SSL-Client-Cert`) are always removed: only a
+//!   verified TLS handshake may ever set them;
+//! - unless `upstream.trust_forwarded_headers`, the headers a front end sets about the client
+//!   (`Forwarded`, every `X-Forwarded-*`, every `X-Original-*`, every `X-ARR-*`, every `X-WAWS-*`,
+//!   `X-Real-IP`, `X-Client-IP`, `True-Client-IP`, `X-Rewrite-URL`, `DISGUISED-HOST`, …) are
+//!   removed, since code written for App Service trusts what its front end writes there;
 //! - hop-by-hop headers (RFC 9110 §7.6.1: `Connection` and the fields it lists, `Keep-Alive`,
 //!   `Proxy-Connection`, `TE`, `Transfer-Encoding`, `Upgrade`, `Proxy-Authorization`) are removed;
 //! - `X-Forwarded-For` gets the peer address, `X-Forwarded-Proto` and `X-Forwarded-Host` are set
@@ -88,6 +101,56 @@ pub fn strip_credentials(headers: &mut HeaderMap) {
     for name in spoofed {
         headers.remove(name);
     }
+}
+
+/// Removes the headers only a front end or tokengate itself may set (see the module contract).
+/// Allocates only when the client sent one.
+pub fn strip_client_only(headers: &mut HeaderMap, trust_forwarded: bool) {
+    let refused = |n: &HeaderName| !client_may_send(n.as_str(), trust_forwarded);
+    if !headers.keys().any(refused) {
+        return;
+    }
+    let names: Vec<HeaderName> = headers.keys().filter(|n| refused(n)).cloned().collect();
+    for name in names {
+        headers.remove(name);
+    }
+}
+
+/// Whether a client-sent header (lower-case name) may reach the upstream.
+fn client_may_send(name: &str, trust_forwarded: bool) -> bool {
+    const OVERRIDES: [&str; 3] = [
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
+    ];
+    const CLIENT_CERT: [&str; 6] = [
+        "x-arr-clientcert",
+        "x-forwarded-client-cert",
+        "client-cert",
+        "client-cert-chain",
+        "x-client-cert",
+        "x-ssl-client-cert",
+    ];
+    const FRONT_END: [&str; 12] = [
+        "forwarded",
+        "x-real-ip",
+        "x-client-ip",
+        "x-client-port",
+        "true-client-ip",
+        "x-cluster-client-ip",
+        "x-rewrite-url",
+        "disguised-host",
+        "x-appservice-proto",
+        "front-end-https",
+        "x-url-scheme",
+        "x-host",
+    ];
+    const FRONT_END_PREFIXES: [&str; 4] = ["x-forwarded-", "x-original-", "x-arr-", "x-waws-"];
+    if name.contains('_') || OVERRIDES.contains(&name) || CLIENT_CERT.contains(&name) {
+        return false;
+    }
+    trust_forwarded
+        || !(FRONT_END.contains(&name) || FRONT_END_PREFIXES.iter().any(|p| name.starts_with(p)))
 }
 
 /// Adds EasyAuth's identity headers.
@@ -216,6 +279,62 @@ mod tests {
         strip_credentials(&mut h);
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("x-ms-other"));
+    }
+
+    #[test]
+    fn client_only_headers_are_stripped() {
+        let names = [
+            "x_ms_client_principal",
+            "X_MS-CLIENT-PRINCIPAL-ID",
+            "x-custom_header",
+            "X-HTTP-Method-Override",
+            "x-http-method",
+            "X-Method-Override",
+            "X-ARR-ClientCert",
+            "x-forwarded-client-cert",
+            "Forwarded",
+            "X-Real-IP",
+            "X-Client-IP",
+            "X-Original-URL",
+            "X-Original-Host",
+            "X-Rewrite-URL",
+            "X-ARR-SSL",
+            "DISGUISED-HOST",
+            "X-WAWS-Unencoded-URL",
+            "X-Forwarded-Port",
+            "X-Forwarded-Prefix",
+            "X-Forwarded-Server",
+        ];
+        let build = || {
+            let mut h = HeaderMap::new();
+            for name in names {
+                h.insert(
+                    HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    HeaderValue::from_static("spoof"),
+                );
+            }
+            h.insert("x-client-request-id", HeaderValue::from_static("keep"));
+            h.insert("content-type", HeaderValue::from_static("keep"));
+            h
+        };
+        let mut h = build();
+        strip_client_only(&mut h, false);
+        let mut kept: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        kept.sort();
+        assert_eq!(kept, ["content-type", "x-client-request-id"]);
+
+        // Trusting a front end keeps what it writes, never what only TLS or we may set.
+        let mut h = build();
+        strip_client_only(&mut h, true);
+        for gone in &names[..8] {
+            assert!(
+                !h.contains_key(gone.to_ascii_lowercase().as_str()),
+                "{gone}"
+            );
+        }
+        for kept in &names[8..] {
+            assert!(h.contains_key(kept.to_ascii_lowercase().as_str()), "{kept}");
+        }
     }
 
     #[test]

@@ -10,7 +10,9 @@
 //!    `jwk` is ever read), and that key is pinned to this `alg`;
 //! 4. the signature verifies with that key;
 //! 5. `exp` is a number and not in the past, `nbf` (if present) a number and not in the future,
-//!    both with `auth.clock_skew`; `iss` is a string exactly equal to a configured issuer, or to
+//!    both with `auth.clock_skew`; the token lives no longer than `auth.max_token_lifetime`:
+//!    `exp - iat` (when `iat`, a number, is present) and `exp - now` (always, plus the skew, so an
+//!    absent or future `iat` cannot stretch it) are both within it; `iss` is a string exactly equal to a configured issuer, or to
 //!    a `{tenantid}` template with the token's `tid` (which must then be a GUID) in its place;
 //!    the key's JWKS `issuer` pin admits this token's tenant; `aud` (string or array) holds an
 //!    audience some route accepts (which route accepts which is `authorize`'s business);
@@ -126,6 +128,8 @@ pub struct ValidationPolicy<'p> {
     pub algorithms: &'p [Algorithm],
     /// Skew in whole seconds.
     pub clock_skew_secs: u64,
+    /// `auth.max_token_lifetime` in whole seconds.
+    pub max_lifetime_secs: u64,
 }
 
 /// A token that passed every check, with borrowed views into its verified payload.
@@ -151,6 +155,8 @@ pub struct Claims<'a> {
     exp: Option<&'a RawValue>,
     #[serde(borrow, default)]
     nbf: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    iat: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "borrowed_str")]
     appid: Option<Cow<'a, str>>,
     #[serde(borrow, default, deserialize_with = "borrowed_str")]
@@ -285,7 +291,7 @@ pub fn validate<'s>(
     };
     let claims: Claims<'s> = parse_object(payload)?;
 
-    let expires_at = check_times(&claims, now, policy.clock_skew_secs)?;
+    let expires_at = check_times(&claims, now, policy)?;
     let tid = claims.tid.as_deref();
     let iss = match claims.iss.as_deref() {
         Some(iss) if policy.issuers.iter().any(|i| issuer_matches(i, iss, tid)) => iss,
@@ -321,8 +327,13 @@ pub fn validate<'s>(
     })
 }
 
-/// Checks `exp` and `nbf` and returns `exp` in whole seconds.
-fn check_times(claims: &Claims<'_>, now: u64, skew: u64) -> Result<u64, Rejection> {
+/// Checks `exp`, `nbf` and the lifetime bound, and returns `exp` in whole seconds.
+fn check_times(
+    claims: &Claims<'_>,
+    now: u64,
+    policy: &ValidationPolicy<'_>,
+) -> Result<u64, Rejection> {
+    let skew = policy.clock_skew_secs;
     let exp = claims
         .exp
         .and_then(numeric)
@@ -336,6 +347,16 @@ fn check_times(claims: &Claims<'_>, now: u64, skew: u64) -> Result<u64, Rejectio
         let nbf = numeric(raw).ok_or(Rejection::MalformedToken)?;
         if now_f + skew_f < nbf {
             return Err(Rejection::NotYetValid);
+        }
+    }
+    let max_f = policy.max_lifetime_secs as f64;
+    if exp - now_f > max_f + skew_f {
+        return Err(Rejection::TokenLifetimeTooLong);
+    }
+    if let Some(raw) = claims.iat {
+        let iat = numeric(raw).ok_or(Rejection::MalformedToken)?;
+        if exp - iat > max_f {
+            return Err(Rejection::TokenLifetimeTooLong);
         }
     }
     // Saturating float-to-int: huge values clamp to u64::MAX, negatives to 0.
@@ -457,6 +478,38 @@ mod tests {
         assert_eq!(numeric(&raw(r#""1700000000""#)), None);
         assert_eq!(numeric(&raw("true")), None);
         assert_eq!(numeric(&raw("null")), None);
+    }
+
+    #[test]
+    fn lifetime_is_bounded_with_or_without_iat() {
+        let policy = ValidationPolicy {
+            issuers: &[],
+            audiences: &[],
+            algorithms: &[],
+            clock_skew_secs: 60,
+            max_lifetime_secs: 29 * 3600,
+        };
+        let now = 1_700_000_000u64;
+        let times = |json: String| -> Result<u64, Rejection> {
+            let claims: Claims<'_> = serde_json::from_str(&json).unwrap();
+            check_times(&claims, now, &policy)
+        };
+        // Entra managed identity: iat backdated 5 minutes, exp - iat = 86,700 s.
+        let mi = format!(r#"{{"iat":{},"exp":{}}}"#, now - 300, now - 300 + 86_700);
+        assert_eq!(times(mi), Ok(now - 300 + 86_700));
+        let long = format!(r#"{{"iat":{},"exp":{}}}"#, now, now + 29 * 3600 + 1);
+        assert_eq!(times(long), Err(Rejection::TokenLifetimeTooLong));
+        // No iat, or an iat in the future, cannot stretch it: exp - now is bounded too.
+        assert_eq!(
+            times(r#"{"exp":2e206}"#.into()),
+            Err(Rejection::TokenLifetimeTooLong)
+        );
+        let future_iat = r#"{"iat":2e206,"exp":2.0000001e206}"#.to_string();
+        assert_eq!(times(future_iat), Err(Rejection::TokenLifetimeTooLong));
+        let no_iat = format!(r#"{{"exp":{}}}"#, now + 29 * 3600 + 60);
+        assert_eq!(times(no_iat), Ok(now + 29 * 3600 + 60));
+        let bad_iat = format!(r#"{{"iat":"x","exp":{}}}"#, now + 60);
+        assert_eq!(times(bad_iat), Err(Rejection::MalformedToken));
     }
 
     #[test]

@@ -213,6 +213,8 @@ pub struct AuthConfig {
     pub excluded_paths: Vec<Prefix>,
     /// Tolerance for `exp` and `nbf`.
     pub clock_skew: Duration,
+    /// Longest accepted token lifetime: `exp - iat`, and `exp - now` beyond the skew.
+    pub max_token_lifetime: Duration,
     /// Largest accepted token, checked before any decoding.
     pub max_token_size: usize,
     /// Role rules; every rule that matches a request must be satisfied.
@@ -635,6 +637,10 @@ struct AuthFile {
     /// Default `60s`.
     #[serde(default = "secs::<60>")]
     clock_skew: Dur,
+    /// Default `29h`: Entra's managed-identity tokens carry `exp - iat` = 24 h 5 min and its
+    /// continuous-access-evaluation tokens live up to 28 h; nothing legitimate lives longer.
+    #[serde(default = "secs::<{ 29 * 3600 }>")]
+    max_token_lifetime: Dur,
     /// Default 16384 bytes.
     #[serde(default = "default_max_token")]
     max_token_size: usize,
@@ -1108,6 +1114,11 @@ impl AuthFile {
                 "auth.max_token_size must be between 1024 and 65536 bytes",
             ));
         }
+        if self.max_token_lifetime.0 < Duration::from_secs(60) {
+            return Err(ConfigError::new(
+                "auth.max_token_lifetime must be at least 60s",
+            ));
+        }
         let audiences = dedup(self.audiences);
         let reserved: BTreeSet<&str> = rules
             .iter()
@@ -1138,6 +1149,7 @@ impl AuthFile {
             allowed_principals: dedup(self.allowed_principals),
             excluded_paths,
             clock_skew: self.clock_skew.0,
+            max_token_lifetime: self.max_token_lifetime.0,
             max_token_size: self.max_token_size,
             rules,
         })
@@ -1285,6 +1297,7 @@ audiences = ["api://x"]
         assert_eq!(c.admin, "127.0.0.1:9090".parse().unwrap());
         assert_eq!(c.upstream.timeout, Duration::from_secs(30));
         assert_eq!(c.auth.clock_skew, Duration::from_secs(60));
+        assert_eq!(c.auth.max_token_lifetime, Duration::from_secs(29 * 3600));
         assert_eq!(c.auth.max_token_size, 16384);
         assert_eq!(c.auth.algorithms, vec![Algorithm::Rs256]);
         assert_eq!(c.keys.unknown_kid_cooldown, Duration::from_secs(10));

@@ -4,11 +4,17 @@
 //! - It frames HTTP/1.1 on the raw bytes as they are read, independently of hyper, and flags the
 //!   request-smuggling shapes that a lenient parser would resolve silently: `Content-Length` with
 //!   `Transfer-Encoding` (hyper drops the length and carries on, as RFC 9112 §6.3 permits), more
-//!   than one `Content-Length` (even equal ones), and a bare LF line ending in a header section.
+//!   than one `Content-Length` (even equal ones, and `5, 5` in one field: hyper refuses that
+//!   today, but a guard that stopped looking at it would rely on that),
+//!   and a bare LF line ending in a header or trailer section.
 //!   The pipeline refuses every request of a flagged connection with 400 and closes it, so such a
 //!   request is never forwarded. Shapes hyper itself refuses (obs-fold, invalid header names,
 //!   differing lengths) never reach the pipeline at all.
 //! - It records when bytes last moved, for the idle keep-alive timeout.
+//! - It finds the end of each section exactly where hyper does, so it cannot be desynchronized and
+//!   then blinded for the rest of the connection: a trailer section ends only at CRLF CRLF (a bare
+//!   `\n\r\n` is trailer data to hyper), a chunk size is any run of hex digits (leading zeros
+//!   included) up to `u64`, as hyper reads it.
 //! - HTTP/2 (prior knowledge) is recognised by its preface and left to the h2 codec's own checks.
 
 use std::io;
@@ -272,14 +278,18 @@ impl Framer {
                 }
                 Framer::Trailers(mut t) => {
                     // Ends at an empty line: CRLF right away, or CRLFCRLF after trailer fields.
+                    // Like hyper, only CRLF ends a line here: `\n\r\n` does not end the section.
                     let start = t.len();
                     t.extend_from_slice(bytes);
                     let end = if t.starts_with(b"\r\n") {
                         Some(2)
                     } else {
-                        find_head_end(&t, start.saturating_sub(3))
+                        find_crlf_crlf(&t, start.saturating_sub(3))
                     };
                     match end {
+                        Some(end) if has_bare_lf(&t[..end]) => {
+                            (Framer::Off, end - start, Some(Violation::BareLineFeed))
+                        }
                         Some(end) => (Framer::Head(Vec::new()), end - start, None),
                         None if t.len() > MAX_SCANNED_HEAD => (Framer::Off, bytes.len(), None),
                         None => (Framer::Trailers(t), bytes.len(), None),
@@ -314,6 +324,22 @@ fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
     None
 }
 
+/// Index just past the first CRLFCRLF at or after `from`.
+fn find_crlf_crlf(buf: &[u8], from: usize) -> Option<usize> {
+    buf.get(from..)?
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| from + i + 4)
+}
+
+/// Whether any LF in `section` lacks its CR.
+fn has_bare_lf(section: &[u8]) -> bool {
+    section
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || section[i - 1] != b'\r'))
+}
+
 /// Checks a complete header section and says how its body is framed.
 fn check_head(head: &[u8]) -> Result<Framer, Violation> {
     // Leading empty lines before a request line are allowed (RFC 9112 §2.2).
@@ -321,10 +347,8 @@ fn check_head(head: &[u8]) -> Result<Framer, Violation> {
     while body.starts_with(b"\r\n") {
         body = &body[2..];
     }
-    for (i, &b) in body.iter().enumerate() {
-        if b == b'\n' && (i == 0 || body[i - 1] != b'\r') {
-            return Err(Violation::BareLineFeed);
-        }
+    if has_bare_lf(body) {
+        return Err(Violation::BareLineFeed);
     }
     let mut lengths = 0;
     let mut length: Option<u64> = None;
@@ -338,7 +362,8 @@ fn check_head(head: &[u8]) -> Result<Framer, Violation> {
         let name = &line[..colon];
         let value = trim(&line[colon + 1..]);
         if name.eq_ignore_ascii_case(b"content-length") {
-            lengths += 1;
+            // hyper reads `5, 5` as one length; it is two to us, as two fields would be.
+            lengths += 1 + value.iter().filter(|&&b| b == b',').count();
             length = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             transfer_encoding = true;
@@ -378,11 +403,15 @@ fn trim(v: &[u8]) -> &[u8] {
 fn parse_chunk_size(line: &[u8]) -> Option<u64> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let hex = line.split(|&b| b == b';').next()?;
+    // hyper: hex digits first (no sign, no leading space), then optional spaces or tabs.
     let hex = trim(hex);
-    if hex.is_empty() || hex.len() > 16 {
+    if hex.is_empty() || !hex.iter().all(u8::is_ascii_hexdigit) {
         return None;
     }
-    u64::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
+    hex.iter().try_fold(0u64, |n, &d| {
+        let digit = (d as char).to_digit(16)?;
+        n.checked_mul(16)?.checked_add(u64::from(digit))
+    })
 }
 
 #[cfg(test)]
@@ -428,6 +457,35 @@ POST /d HTTP/1.1\r\nHost: x\r\ncontent-length: 0\r\n\r\n";
         // The second request of a keep-alive connection is checked as well.
         let second = b"GET / HTTP/1.1\r\nHost: x\r\n\r\nPOST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
         assert_eq!(feed_all(&[second]), Some(Violation::LengthAndChunked));
+    }
+
+    #[test]
+    fn sections_end_where_hyper_ends_them() {
+        // Issue 9: `\n\r\n` ended the trailers for the guard but not for hyper, so the guard
+        // read the rest of the trailer section as a new head and lost its place.
+        let trailer = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: 1\n\r\n\r\n";
+        assert_eq!(feed_all(&[trailer]), Some(Violation::BareLineFeed));
+        // A well-formed trailer section, then a smuggling shape the guard must still see.
+        let then = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: 1\r\n\r\n\
+POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        for split in 1..then.len() {
+            let (a, b) = then.split_at(split);
+            assert_eq!(
+                feed_all(&[a, b]),
+                Some(Violation::LengthAndChunked),
+                "split at {split}"
+            );
+        }
+        // Leading zeros: 17 hex digits are still 5 bytes to hyper.
+        let zeros = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n00000000000000005\r\nhello\r\n0\r\n\r\n\
+POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(feed_all(&[zeros]), Some(Violation::LengthAndChunked));
+        // A comma list in one Content-Length field is two lengths.
+        let list = b"POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\nhello";
+        assert_eq!(feed_all(&[list]), Some(Violation::DuplicateLength));
+        assert_eq!(parse_chunk_size(b"+5\r"), None);
+        assert_eq!(parse_chunk_size(b"5 ;ext\r"), Some(5));
+        assert_eq!(parse_chunk_size(b"fffffffffffffffff\r"), None);
     }
 
     #[test]

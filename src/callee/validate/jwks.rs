@@ -15,7 +15,7 @@
 //! - A key whose material is unchanged across a refresh keeps its identity (`Arc`), so the
 //!   verified-token cache survives routine refreshes and drops entries only for keys that left.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -83,15 +83,20 @@ impl KeySet {
         }
         let doc: Doc = serde_json::from_slice(json).map_err(|e| JwksError(e.to_string()))?;
         let mut keys = HashMap::new();
+        // A `kid` seen more than once names no key: every copy is untrusted, however many follow.
+        let mut ambiguous: HashSet<Box<str>> = HashSet::new();
         let mut skipped = 0;
         for value in doc.keys {
             let Some(entry) = KeyEntry::from_value(value, allowed) else {
                 skipped += 1;
                 continue;
             };
-            if keys.contains_key(&entry.kid) {
-                // Two keys under one kid is ambiguous: trust neither.
-                keys.remove(&entry.kid);
+            if ambiguous.contains(&entry.kid) {
+                skipped += 1;
+                continue;
+            }
+            if keys.remove(&entry.kid).is_some() {
+                ambiguous.insert(entry.kid.clone());
                 skipped += 2;
                 continue;
             }
@@ -424,6 +429,20 @@ mod tests {
         assert!(set(json!([{"kty": "RSA", "kid": "bad", "n": "!!", "e": "AQAB"}])).is_err());
         assert!(KeySet::from_jwks(b"<html>", ALL, None).is_err());
         assert!(KeySet::from_jwks(b"{\"keys\": 1}", ALL, None).is_err());
+    }
+
+    #[test]
+    fn a_kid_named_any_number_of_times_trusts_no_copy() {
+        // Issue 9: with three copies the third was trusted (the second removed the first, the
+        // third found the slot empty).
+        let good = SigningKey::rsa();
+        for copies in 2..=5 {
+            let mut keys = vec![good.jwk("good", None)];
+            keys.extend((0..copies).map(|_| SigningKey::rsa().jwk("dup", None)));
+            let (ks, skipped) = set(serde_json::Value::Array(keys)).unwrap();
+            assert_eq!(ks.kids(), vec!["good"], "{copies} copies");
+            assert_eq!(skipped, copies, "{copies} copies");
+        }
     }
 
     #[test]
