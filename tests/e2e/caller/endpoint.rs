@@ -172,7 +172,7 @@ async fn a_refusing_authority_is_answered_at_once_with_a_json_503() {
         "not the whole wait bound"
     );
     assert!(
-        side.logs().contains("invalid_client"),
+        side.wait_log("invalid_client"),
         "the authority's error code is logged"
     );
 }

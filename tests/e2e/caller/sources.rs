@@ -285,7 +285,7 @@ async fn cached_token_kept_while_the_authority_is_down_then_503_for_new_resource
         .await
             >= 1.0
     );
-    assert!(side.logs().contains("token acquisition failed"));
+    assert!(side.wait_log("token acquisition failed"));
     // A resource never fetched has nothing to fall back on: it waits its bound, then 503.
     let started = Instant::now();
     let r = side.app_service("api://other", Some(&secret), "").await;

@@ -155,6 +155,19 @@ impl Sidecar {
         self.lines.lock().unwrap().join("\n")
     }
 
+    /// Whether a log line containing `needle` shows up within 5 s (stderr is read by a thread,
+    /// so a line logged just before an answer may arrive just after it).
+    pub fn wait_log(&self, needle: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if self.logs().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
     /// The App Service protocol's URL.
     pub fn identity_endpoint(&self) -> String {
         format!("http://{}/msi/token", self.endpoint.unwrap())
