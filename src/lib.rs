@@ -27,6 +27,7 @@ pub mod caller;
 pub mod config;
 #[doc(hidden)]
 pub mod dev;
+pub mod explain;
 pub mod metrics;
 pub mod net;
 pub mod refresh;

@@ -2,12 +2,15 @@
 //!
 //! ```text
 //! tokengate [--config FILE] [--log-format json|text]   run the proxy (FILE or $TOKENGATE_CONFIG)
-//! tokengate check --config FILE                        validate a config, print the effective one
+//! tokengate check --config FILE [--strict]             validate a config, print the effective one
+//!                                                      and `warning:` lines (--strict: exit 1)
+//! tokengate explain --config FILE [--path P] [--method M] [--jwks FILE] [TOKEN | -]
+//!                                                      the proxy's verdict on a token, and why
 //! tokengate dev [--listen ADDR] [--admin ADDR]         local issuer + echo upstream + proxy
 //! tokengate identity-env --config FILE                 print IDENTITY_ENDPOINT/IDENTITY_HEADER
 //! ```
-//! Exit codes: 0 clean shutdown; 1 `check` found errors or the proxy failed at run time;
-//! 64 bad command line or bad config at start.
+//! Exit codes: 0 clean shutdown; 1 `check` found errors (or warnings with `--strict`), `explain`
+//! says deny, or the proxy failed at run time; 64 bad command line or bad config at start.
 
 #![forbid(unsafe_code)]
 
@@ -15,17 +18,25 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use tokengate::SidecarConfig;
+use tokengate::{Config, SidecarConfig};
 
 const USAGE: &str = "usage:
   tokengate [--config FILE] [--log-format json|text]
-  tokengate check --config FILE
+  tokengate check --config FILE [--strict]
+  tokengate explain --config FILE [--path P] [--method M] [--jwks FILE] [TOKEN | -]
   tokengate dev [--listen ADDR] [--admin ADDR]
   tokengate identity-env --config FILE
 
 A config with [auth] runs the callee side, one with [identity] the caller side; one
 process may run both. `identity-env` prints the exports that point azure-identity and
 MSAL at the caller side's identity endpoint: eval \"$(tokengate identity-env --config F)\".
+
+check prints the effective config and `warning:` lines for settings that will not work as
+meant; exit 0 (1 with --strict when there are warnings). explain prints the token's header and
+claims (never the signature), which keys verify it, and the proxy's verdict for that path
+(default /) and method (default GET): `allow` (exit 0) or `deny <reason> (<status>)` (exit 1).
+The token is read from stdin when it is `-` or absent; keys are fetched like the proxy does
+unless --jwks gives a JWKS file.
 
 The config file defaults to $TOKENGATE_CONFIG. Any key can be overridden with
 TOKENGATE_<SECTION>__<KEY>=value (e.g. TOKENGATE_UPSTREAM__URL=http://127.0.0.1:3000).
@@ -40,6 +51,11 @@ enum Command {
     },
     Check {
         config: PathBuf,
+        strict: bool,
+    },
+    Explain {
+        config: PathBuf,
+        request: tokengate::explain::Request,
     },
     Dev {
         listen: SocketAddr,
@@ -65,12 +81,25 @@ fn main() -> ExitCode {
             println!("{USAGE}");
             ExitCode::SUCCESS
         }
-        Command::Check { config } => match SidecarConfig::load(&config) {
+        Command::Check { config, strict } => match SidecarConfig::load(&config) {
             Ok(c) => {
                 for w in c.warnings() {
                     println!("warning: {w}");
                 }
                 println!("{}: OK\n\n{}", config.display(), c.summary());
+                let warnings = c
+                    .callee
+                    .as_ref()
+                    .map(tokengate::config::lint::lint)
+                    .unwrap_or_default();
+                for w in &warnings {
+                    println!("{w}");
+                }
+                let count = warnings.len() + c.warnings().len();
+                if strict && count > 0 {
+                    eprintln!("tokengate: {count} warning(s), failing because of --strict");
+                    return ExitCode::from(1);
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -78,6 +107,7 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::Explain { config, request } => explain(&config, request),
         Command::Run { config: path } => {
             init_logging(log_format.as_deref());
             let config = match SidecarConfig::load(&path) {
@@ -88,6 +118,14 @@ fn main() -> ExitCode {
                     return ExitCode::from(EX_USAGE);
                 }
             };
+            for w in config
+                .callee
+                .as_ref()
+                .map(tokengate::config::lint::lint)
+                .unwrap_or_default()
+            {
+                tracing::warn!(lint = w.lint, "config: {}", w.message);
+            }
             runtime().block_on(run(path, config))
         }
         Command::IdentityEnv { config } => {
@@ -133,9 +171,16 @@ fn main() -> ExitCode {
 fn parse_args(args: &[String]) -> Result<(Command, Option<String>), String> {
     let mut it = args.iter().peekable();
     let sub = match it.peek().map(|s| s.as_str()) {
-        Some("check") | Some("dev") | Some("run") | Some("identity-env") => it.next().cloned(),
+        Some("check") | Some("dev") | Some("run") | Some("explain") | Some("identity-env") => {
+            it.next().cloned()
+        }
         _ => None,
     };
+    let mut strict = false;
+    let mut path = "/".to_string();
+    let mut method = "GET".to_string();
+    let mut jwks: Option<PathBuf> = None;
+    let mut token: Option<String> = None;
     let mut config: Option<PathBuf> = None;
     let mut log_format = std::env::var("TOKENGATE_LOG_FORMAT").ok();
     let mut listen: SocketAddr = "127.0.0.1:8080".parse().expect("literal");
@@ -150,6 +195,16 @@ fn parse_args(args: &[String]) -> Result<(Command, Option<String>), String> {
             "-h" | "--help" => return Ok((Command::Help, None)),
             "-c" | "--config" => config = Some(value("--config")?.into()),
             "--log-format" => log_format = Some(value("--log-format")?),
+            "--strict" if sub.as_deref() == Some("check") => strict = true,
+            "--path" if sub.as_deref() == Some("explain") => path = value("--path")?,
+            "--method" if sub.as_deref() == Some("explain") => method = value("--method")?,
+            "--jwks" if sub.as_deref() == Some("explain") => jwks = Some(value("--jwks")?.into()),
+            t if sub.as_deref() == Some("explain")
+                && token.is_none()
+                && (t == "-" || !t.starts_with('-')) =>
+            {
+                token = Some(t.to_string())
+            }
             "--listen" => {
                 listen = value("--listen")?
                     .parse()
@@ -173,6 +228,16 @@ fn parse_args(args: &[String]) -> Result<(Command, Option<String>), String> {
         Some("dev") => Command::Dev { listen, admin },
         Some("check") => Command::Check {
             config: config.ok_or("check needs --config FILE")?,
+            strict,
+        },
+        Some("explain") => Command::Explain {
+            config: config.ok_or("explain needs --config FILE")?,
+            request: tokengate::explain::Request {
+                path,
+                method,
+                jwks,
+                token: token.unwrap_or_else(|| "-".into()),
+            },
         },
         Some("identity-env") => Command::IdentityEnv {
             config: config.ok_or("identity-env needs --config FILE")?,
@@ -182,6 +247,40 @@ fn parse_args(args: &[String]) -> Result<(Command, Option<String>), String> {
         },
     };
     Ok((command, log_format))
+}
+
+/// `tokengate explain`: exit 0 for allow, 1 for deny, 64 for bad input.
+fn explain(config: &std::path::Path, mut request: tokengate::explain::Request) -> ExitCode {
+    let c = match Config::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tokengate: invalid config: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    if request.token == "-" {
+        let mut t = String::new();
+        if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut t) {
+            eprintln!("tokengate explain: reading the token from stdin: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
+        request.token = t;
+    }
+    tokengate::install_crypto_providers();
+    match runtime().block_on(tokengate::explain::explain(c, &request)) {
+        Ok(e) => {
+            print!("{}", e.text);
+            if e.allow {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("tokengate explain: {e}");
+            ExitCode::from(EX_USAGE)
+        }
+    }
 }
 
 fn init_logging(format: Option<&str>) {

@@ -11,6 +11,8 @@
 //!   The value is read as a TOML value when it parses as one, else as a string.
 //! - Nothing here is secret (keys come from the IdP), so the effective config can be printed whole.
 
+pub mod lint;
+
 use std::collections::BTreeSet;
 use std::fmt;
 use std::net::SocketAddr;

@@ -454,7 +454,7 @@ pub async fn run(listen: SocketAddr, admin: SocketAddr) -> Result<(), Box<dyn st
         callee_addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
 
-    let config = crate::SidecarConfig::from_toml(&format!(
+    let text = format!(
         r#"
 [listen]
 address = "{listen}"
@@ -471,7 +471,13 @@ excluded_paths = ["/public"]
 [[auth.rules]]
 path = "/admin"
 roles = ["App.Admin"]
+# Being rolled out: not enforced yet, refusals only logged (`would deny`) and counted.
+[[auth.rules]]
+path = "/beta"
+roles = ["Beta.Tester"]
+mode = "report"
 
+# The caller side: tokens from the dev issuer, for apps and for calls through the egress route.
 [identity]
 source = "dev"
 authority_host = "{dev_authority}"
@@ -489,7 +495,12 @@ resource = "{DEV_AUDIENCE}"
         v2 = v2_issuer(&issuer.tenant),
         dev_authority = tokens.authority(),
         secret = secret_file.display(),
-    ))?;
+    );
+    let config = crate::SidecarConfig::from_toml(&text)?;
+    // Written out so `tokengate explain --config` can be shown against the same policy.
+    let config_file =
+        std::env::temp_dir().join(format!("tokengate-dev-{}.toml", std::process::id()));
+    std::fs::write(&config_file, &text)?;
     let endpoint_config = config
         .caller
         .as_ref()
@@ -501,6 +512,13 @@ resource = "{DEV_AUDIENCE}"
     }
     let reader = issuer.rs256(&issuer.v2_claims(&["App.Read"]));
     let admin_token = issuer.es256(&issuer.v1_claims(&["App.Admin"]));
+    let mut expired = issuer.v2_claims(&["App.Admin"]);
+    expired["exp"] = json!(crate::pipeline::unix_now().saturating_sub(7200));
+    let expired = issuer.rs256(&expired);
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "tokengate".into());
+    let cfg = config_file.display();
     let base = format!("http://{}", running.public_addr);
     println!(
         "tokengate dev: local issuer {}, echo upstream {echo_addr}",
@@ -519,6 +537,21 @@ resource = "{DEV_AUDIENCE}"
     println!();
     println!("# no token: 401; anonymous prefix /public: 200");
     println!("curl -si {base}/hello; curl -s {base}/public/x");
+    println!();
+    println!("# report mode: the /beta rule (needs Beta.Tester) has mode = \"report\": the reader");
+    println!("# token is forwarded (200, identity headers in the echo), logged as `would deny`");
+    println!("# and counted in tokengate_report_only_denials_total{{reason=\"missing_role\"}}");
+    println!("curl -s -H 'Authorization: Bearer {reader}' {base}/beta/x");
+    println!(
+        "curl -s http://{}/metrics | grep report_only",
+        running.admin_addr
+    );
+    println!();
+    println!("# explain: decoded token, the keys that verify it, and the proxy's verdict");
+    println!("# verdict: deny missing_role (403), exit 1");
+    println!("{exe} explain --config {cfg} --path /admin --method POST {reader}");
+    println!("# verdict: deny token_expired (401), exit 1");
+    println!("{exe} explain --config {cfg} --path /hello {expired}");
     println!();
     println!("# who am I (EasyAuth /.auth/me), readiness and metrics");
     println!("curl -s -H 'Authorization: Bearer {reader}' {base}/.auth/me");
@@ -550,5 +583,6 @@ resource = "{DEV_AUDIENCE}"
     crate::wait_for_shutdown_signal().await;
     running.shutdown().await;
     let _ = std::fs::remove_dir_all(&secret_dir);
+    let _ = std::fs::remove_file(&config_file);
     Ok(())
 }

@@ -427,3 +427,384 @@ async fn forward_token_sets_the_token_store_header_and_strips_client_copies() {
         assert!(!h.upstream.last().headers.contains_key(HEADER));
     }
 }
+
+// ---- tokengate check: lint ----
+
+const T: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+const API_ID: &str = "3f0d6a4e-0000-4000-8000-000000000001";
+const API_ID2: &str = "3f0d6a4e-0000-4000-8000-000000000002";
+
+/// A clean Entra config (v2, client-id audience, an allow-list), with `edit` applied to its
+/// `[auth]` keys and `rules` appended.
+fn lint_config(edit: &dyn Fn(String) -> String, rules: &str) -> String {
+    let auth = format!(
+        "openid_configuration = \"https://login.microsoftonline.com/{T}/v2.0/.well-known/openid-configuration\"\n\
+         issuers = [\"https://login.microsoftonline.com/{T}/v2.0\"]\n\
+         audiences = [\"{API_ID}\"]\n\
+         allowed_applications = [\"11111111-1111-4111-8111-111111111111\"]\n"
+    );
+    format!(
+        "[upstream]\nurl = \"http://127.0.0.1:3000\"\n[auth]\n{}{rules}",
+        edit(auth)
+    )
+}
+
+fn check(text: &str, strict: bool) -> (i32, String) {
+    let path = write_config(text);
+    let mut cmd = Command::new(BIN);
+    cmd.arg("check");
+    if strict {
+        cmd.arg("--strict");
+    }
+    let out = cmd
+        .args(["--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out.status.code().unwrap(), stdout)
+}
+
+#[test]
+fn check_warns_about_configs_that_cannot_work() {
+    let v1 = format!("https://sts.windows.net/{T}/");
+    let rule = |path: &str, extra: &str| format!("[[auth.rules]]\npath = \"{path}\"\n{extra}\n");
+    type Edit = Box<dyn Fn(String) -> String>;
+    let keep: fn(String) -> String = |a| a;
+    let cases: Vec<(&str, Edit, String)> = vec![
+        (
+            "v2-issuer-app-id-uri",
+            Box::new(|a: String| a.replace(&format!("[\"{API_ID}\"]"), "[\"api://my-api\"]")),
+            String::new(),
+        ),
+        (
+            "v1-issuer-client-id-audience",
+            Box::new(move |a: String| {
+                a.replace(
+                    &format!("https://login.microsoftonline.com/{T}/v2.0\"]"),
+                    &format!("{v1}\"]"),
+                )
+            }),
+            String::new(),
+        ),
+        (
+            "any-application",
+            Box::new(|a: String| {
+                a.lines()
+                    .filter(|l| !l.starts_with("allowed_applications"))
+                    .map(|l| format!("{l}\n"))
+                    .collect()
+            }),
+            String::new(),
+        ),
+        (
+            "tenant-mismatch",
+            Box::new(|a: String| a.replacen(T, "00000000-0000-4000-8000-000000000001", 1)),
+            String::new(),
+        ),
+        (
+            "any-tenant",
+            Box::new(|a: String| {
+                a.replace(&format!("{T}/v2.0/.well"), "organizations/v2.0/.well")
+                    .replace(
+                        &format!("{T}/v2.0\"]"),
+                        "{tenantid}/v2.0\"]\ntenants = [\"*\"]",
+                    )
+            }),
+            String::new(),
+        ),
+        (
+            "rule-shadowed",
+            Box::new(keep),
+            rule("/api", "roles = [\"Api.Read\"]")
+                + &rule(
+                    "/api/reports",
+                    "methods = [\"GET\"]\nroles = [\"Reports.Read\"]",
+                ),
+        ),
+        (
+            "rule-duplicate",
+            Box::new(keep),
+            rule("/api", "roles = [\"A\"]") + &rule("/API/", "roles = [\"B\"]"),
+        ),
+        (
+            "rule-unreachable",
+            Box::new(keep),
+            rule("/tunnel", "methods = [\"CONNECT\"]\nroles = [\"A\"]"),
+        ),
+        (
+            "anonymous-covers-rules",
+            Box::new(|a: String| a + "excluded_paths = [\"/api\"]\n"),
+            rule("/api/admin", "methods = [\"POST\"]\nroles = [\"Admin\"]"),
+        ),
+        (
+            "rule-audience-reserved",
+            Box::new(|a: String| {
+                a.replace(
+                    &format!("[\"{API_ID}\"]"),
+                    &format!("[\"{API_ID}\", \"{API_ID2}\"]"),
+                )
+            }),
+            rule("/reports", &format!("audiences = [\"{API_ID2}\"]")),
+        ),
+        (
+            "no-open-audience",
+            Box::new(keep),
+            rule("/reports", &format!("audiences = [\"{API_ID}\"]")),
+        ),
+        (
+            "report-mode",
+            Box::new(|a: String| a + "mode = \"report\"\n"),
+            String::new(),
+        ),
+    ];
+    let (code, out) = check(&lint_config(&keep, ""), true);
+    assert_eq!(code, 0, "the clean config warns: {out}");
+    assert!(!out.contains("warning:"), "{out}");
+    for (lint, edit, rules) in cases {
+        let text = lint_config(&*edit, &rules);
+        let (code, out) = check(&text, false);
+        assert_eq!(
+            code, 0,
+            "{lint}: warnings must not fail check without --strict\n{out}"
+        );
+        let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("warning: ")).collect();
+        assert!(
+            lines.iter().any(|l| l.ends_with(&format!("[{lint}]"))),
+            "{lint} not reported for\n{text}\n---\n{out}"
+        );
+        let (code, _) = check(&text, true);
+        assert_eq!(code, 1, "{lint}: --strict must fail");
+    }
+}
+
+#[test]
+fn shipped_configs_pass_check_strict() {
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let manifest =
+        std::fs::read_to_string(format!("{repo}/deploy/kubernetes/tokengate-sidecar.yaml"))
+            .unwrap();
+    // The ConfigMap's proxy.toml: the indented block after `proxy.toml: |`.
+    let block: String = manifest
+        .split("proxy.toml: |\n")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .take_while(|l| l.is_empty() || l.starts_with("    "))
+        .map(|l| format!("{}\n", l.get(4..).unwrap_or("")))
+        .collect();
+    for (name, text) in [
+        ("ConfigMap", block),
+        (
+            "proxy.toml",
+            std::fs::read_to_string(format!("{repo}/proxy.toml")).unwrap(),
+        ),
+    ] {
+        let (code, out) = check(&text, true);
+        assert_eq!(code, 0, "{name}:\n{out}");
+    }
+}
+
+// ---- tokengate explain ----
+
+fn explain(args: &[&str], stdin: Option<&str>) -> (i32, String) {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .arg("explain")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(s) = stdin {
+        input.write_all(s.as_bytes()).unwrap();
+    }
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap(), text)
+}
+
+// Multi-threaded: the explain processes fetch keys from the IdP served by this runtime while
+// the test waits for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_gives_the_proxys_own_verdict() {
+    let h = Harness::unstarted().await;
+    let tenant = tokengate::dev::DEV_TENANT;
+    let auth = format!(
+        r#"openid_configuration = "{disc}"
+issuers = ["https://login.microsoftonline.com/{{tenantid}}/v2.0"]
+tenants = ["{tenant}"]
+audiences = ["{DEV_AUDIENCE}"]
+[[auth.rules]]
+path = "/admin"
+roles = ["App.Admin"]
+"#,
+        disc = h.idp.discovery_url(),
+    );
+    let text = config(&h, &auth, "");
+    let path = write_config(&text);
+    let jwks = write_config(&h.issuer.jwks().to_string());
+    let cfg = path.to_str().unwrap();
+
+    let valid = h.token(&["App.Read"]);
+    let mut c = h.issuer.v2_claims(&["App.Admin"]);
+    c["exp"] = json!(1);
+    let expired = h.issuer.rs256(&c);
+    let mut c = h.issuer.v2_claims(&["App.Admin"]);
+    c["aud"] = json!("api://someone-else");
+    let wrong_aud = h.issuer.rs256(&c);
+    let wrong_tenant = h.issuer.es256(&claims(&h, TENANT_C, 2, &["App.Admin"]));
+    let cases: [(&str, &str, &str, i32, u16); 5] = [
+        ("valid", &valid, "/api", 0, 200),
+        ("expired", &expired, "/api", 1, 401),
+        ("wrong audience", &wrong_aud, "/api", 1, 401),
+        ("wrong tenant", &wrong_tenant, "/api", 1, 403),
+        ("missing role", &valid, "/admin/users", 1, 403),
+    ];
+    let verdicts = [
+        "verdict: allow",
+        "verdict: deny token_expired (401)",
+        "verdict: deny invalid_audience (401)",
+        "verdict: deny tenant_not_allowed (403)",
+        "verdict: deny missing_role (403)",
+    ];
+    // The proxy itself, same config: explain must agree with what it answers.
+    let p = Proc::start(&path, &[]);
+    p.wait_ready().await;
+    for ((name, token, req_path, code, status), verdict) in cases.iter().zip(verdicts) {
+        // Keys fetched like the proxy does (discovery + JWKS).
+        let (got, out) = explain(&["--config", cfg, "--path", req_path, token], None);
+        assert_eq!(got, *code, "{name}:\n{out}");
+        assert!(
+            out.lines().any(|l| l == verdict),
+            "{name}: {verdict:?} not in\n{out}"
+        );
+        assert!(out.contains("\"iss\""), "{name}: claims not shown\n{out}");
+        assert!(out.contains("\"alg\""), "{name}: header not shown\n{out}");
+        let (_, sig) = token.rsplit_once('.').unwrap();
+        assert!(!out.contains(sig), "{name}: the signature was printed");
+        let (kid, other) = if *name == "wrong tenant" {
+            ("ec-1", "rsa-1")
+        } else {
+            ("rsa-1", "ec-1")
+        };
+        assert!(
+            out.lines()
+                .any(|l| l.trim_start().starts_with(kid) && l.ends_with("verifies the signature")),
+            "{name}: {kid} should verify\n{out}"
+        );
+        assert!(
+            !out.lines().any(|l| l.trim_start().starts_with(other) && l.ends_with("verifies the signature")),
+            "{name}: {other} should not verify\n{out}"
+        );
+        // The same verdict from a JWKS file and the token on stdin.
+        let (got2, out2) = explain(
+            &[
+                "--config",
+                cfg,
+                "--jwks",
+                jwks.to_str().unwrap(),
+                "--path",
+                req_path,
+                "-",
+            ],
+            Some(&format!("Bearer {token}\n")),
+        );
+        assert_eq!(got2, *code, "{name} (--jwks, stdin):\n{out2}");
+        assert!(out2.lines().any(|l| l == verdict), "{name}: {out2}");
+        let r = p.get(req_path, token).await;
+        assert_eq!(
+            r.status.as_u16(),
+            *status,
+            "{name}: the proxy answered {}",
+            r.text()
+        );
+    }
+    // POST needs the method to matter.
+    let (code, out) = explain(
+        &[
+            "--config", cfg, "--path", "/api", "--method", "post", &valid,
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("POST /api"), "{out}");
+    // Garbage is explained too, not an error.
+    let (code, out) = explain(&["--config", cfg, "not-a-token"], None);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("verdict: deny malformed_token (401)"), "{out}");
+}
+
+#[tokio::test]
+async fn dev_demonstrates_report_mode_and_explain() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(BIN)
+        .args(["dev", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .env("TOKENGATE_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .take_while(|l| !l.starts_with("Ctrl-C"))
+            .collect::<Vec<String>>()
+    })
+    .await
+    .unwrap();
+    let beta = lines
+        .iter()
+        .find(|l| l.starts_with("curl -s -H 'Authorization: Bearer ") && l.ends_with("/beta/x"))
+        .expect("a report-mode curl line");
+    let token = beta
+        .split("Bearer ")
+        .nth(1)
+        .unwrap()
+        .split('\'')
+        .next()
+        .unwrap();
+    let url = beta.rsplit(' ').next().unwrap();
+    let req = Request::get(url)
+        .header("authorization", format!("Bearer {token}"))
+        .body(Full::default())
+        .unwrap();
+    let reply = Reply::read(client().request(req).await.unwrap()).await;
+    assert_eq!(reply.status, 200, "report mode forwards: {}", reply.text());
+    assert!(reply.json()["headers"]["x-ms-client-principal"].is_string());
+    let metrics_line = lines
+        .iter()
+        .find(|l| l.contains("/metrics | grep report_only"))
+        .unwrap();
+    let metrics_url = metrics_line.split(' ').nth(2).unwrap();
+    let req = Request::get(metrics_url).body(Full::default()).unwrap();
+    let metrics = Reply::read(client().request(req).await.unwrap())
+        .await
+        .text();
+    assert!(
+        metrics.contains("tokengate_report_only_denials_total{reason=\"missing_role\"} 1"),
+        "{metrics}"
+    );
+    let explains: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains(" explain --config "))
+        .collect();
+    assert_eq!(explains.len(), 2, "{lines:?}");
+    for (line, verdict) in explains
+        .iter()
+        .zip(["deny missing_role (403)", "deny token_expired (401)"])
+    {
+        let args: Vec<&str> = line.split(' ').collect();
+        let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        assert!(text.contains(&format!("verdict: {verdict}")), "{text}");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}

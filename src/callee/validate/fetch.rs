@@ -136,6 +136,13 @@ impl Fetch for JwksSource {
     }
 }
 
+/// One fetch the way the proxy does it (discovery if configured, then the JWKS; same client,
+/// limits and key pinning), for `tokengate explain`.
+pub async fn fetch_once(config: &Config) -> Result<(KeySet, usize), String> {
+    let client = HttpClient::new(CONNECT_TIMEOUT, &config.extra_ca_certs);
+    fetch(&client, config, None).await
+}
+
 /// One round: discovery (if configured), then the JWKS.
 async fn fetch(
     client: &HttpClient,
