@@ -75,7 +75,13 @@ fn benches(c: &mut Criterion) {
                     rewrite::strip_hop_by_hop(&mut h);
                     rewrite::strip_credentials(&mut h);
                     rewrite::set_identity(&mut h, &id);
-                    rewrite::set_forwarded(&mut h, peer, host.as_ref(), false);
+                    rewrite::set_forwarded(
+                        &mut h,
+                        peer,
+                        host.as_ref(),
+                        rewrite::Scheme::Http,
+                        false,
+                    );
                     h
                 },
                 BatchSize::SmallInput,
@@ -116,7 +122,7 @@ fn benches(c: &mut Criterion) {
         b.iter_batched(
             || plain.clone(),
             |mut h| {
-                rewrite::set_forwarded(&mut h, peer, host.as_ref(), false);
+                rewrite::set_forwarded(&mut h, peer, host.as_ref(), rewrite::Scheme::Http, false);
                 h
             },
             BatchSize::SmallInput,

@@ -20,11 +20,11 @@ use base64::Engine as _;
 use http::{HeaderMap, HeaderValue, Method};
 use serde_json::Value;
 
-use crate::callee::normalize;
 use crate::callee::pipeline::{unix_now, Decision};
 use crate::callee::reject::Rejection;
 use crate::callee::validate::fetch::fetch_once;
 use crate::callee::validate::{Algorithm, KeyPin, KeySet};
+use crate::callee::{authorize, normalize};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::snapshot::{Keys, Snapshot};
@@ -79,15 +79,26 @@ pub async fn explain(config: Config, req: &Request) -> Result<Explanation, Strin
         describe_keys(keys, header, signing_input, sig, &mut out);
     }
 
-    let path = req.path.split('?').next().unwrap_or("");
+    let (path, query) = match req.path.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (req.path.as_str(), None),
+    };
     let _ = writeln!(out, "request\n  {method} {path}");
-    let verdict = match normalize::normalize(path) {
-        Err(_) => Decision::Deny {
+    // The same screens the pipeline runs before deciding.
+    let screened =
+        authorize::screen_method(&method).and_then(|()| authorize::screen_override(query));
+    let verdict = match (screened, normalize::normalize(path)) {
+        (Err(reason), _) => Decision::Deny {
+            reason,
+            identity: None,
+            report_only: false,
+        },
+        (_, Err(_)) => Decision::Deny {
             reason: Rejection::InvalidPath,
             identity: None,
             report_only: false,
         },
-        Ok(normalized) => {
+        (Ok(()), Ok(normalized)) => {
             let keys = match keys {
                 Some(k) => Keys::Loaded(Arc::new(k)),
                 None => Keys::Pending,

@@ -81,6 +81,7 @@ pub struct Running {
 
 /// The callee side's handles.
 struct CalleeState {
+    tls: Option<Arc<net::tls::Acceptor>>,
     cell: Arc<SnapshotCell>,
     key_fetcher: Arc<keys::KeyFetcher>,
     fetcher: JoinHandle<()>,
@@ -108,7 +109,14 @@ pub async fn start_sidecar(config: SidecarConfig) -> io::Result<Running> {
             })?;
             public_addr = public.local_addr()?;
             upstream = c.upstream.url.to_string();
-            let (state, server) = start_callee(c, public, &metrics, rx.clone());
+            let tls = match &c.listen_tls {
+                None => None,
+                Some(files) => Some(Arc::new(
+                    net::tls::Acceptor::load(files.clone())
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
+                )),
+            };
+            let (state, server) = start_callee(c, public, tls, &metrics, rx.clone());
             servers.push(server);
             Some(state)
         }
@@ -137,6 +145,7 @@ pub async fn start_sidecar(config: SidecarConfig) -> io::Result<Running> {
     servers.push(tokio::spawn(listener::serve(
         admin,
         config.limits.clone(),
+        None,
         move |req, _conn| {
             let not_ready = || {
                 if callee_ready.as_ref().is_some_and(|c| !c.load().ready()) {
@@ -161,9 +170,11 @@ pub async fn start_sidecar(config: SidecarConfig) -> io::Result<Running> {
         .as_ref()
         .map(|c| c.egress_addrs.iter().map(|a| a.to_string()).collect())
         .unwrap_or_default();
+    let tls = callee.as_ref().is_some_and(|c| c.tls.is_some());
     tracing::info!(
         %public_addr,
         %admin_addr,
+        tls,
         %upstream,
         identity_endpoint = %endpoint,
         egress = %egress.join(","),
@@ -184,6 +195,7 @@ pub async fn start_sidecar(config: SidecarConfig) -> io::Result<Running> {
 fn start_callee(
     config: Config,
     public: TcpListener,
+    tls: Option<Arc<net::tls::Acceptor>>,
     metrics: &Arc<metrics::Metrics>,
     shutdown: watch::Receiver<bool>,
 ) -> (CalleeState, JoinHandle<()>) {
@@ -208,6 +220,7 @@ fn start_callee(
     let server = tokio::spawn(listener::serve(
         public,
         config.limits.clone(),
+        tls.clone(),
         move |req, conn| {
             let proxy = proxy.clone();
             async move { proxy.handle(req, conn).await }
@@ -215,6 +228,7 @@ fn start_callee(
         shutdown,
     ));
     let state = CalleeState {
+        tls,
         cell,
         key_fetcher,
         fetcher,
@@ -270,6 +284,16 @@ impl Running {
         self.caller.as_ref()
     }
 
+    /// Re-reads the public listener's certificate, key and client CA files (SIGHUP). Without
+    /// TLS there is nothing to do. On error the current certificate stays in use and the error
+    /// names the file; connections are never dropped either way.
+    pub fn reload_tls(&self) -> Result<bool, String> {
+        match self.callee.as_ref().and_then(|c| c.tls.as_ref()) {
+            None => Ok(false),
+            Some(tls) => tls.reload().map(|()| true),
+        }
+    }
+
     /// Whether signing keys are loaded (callee side) and every egress route holds a token
     /// (caller side).
     pub fn ready(&self) -> bool {
@@ -297,6 +321,10 @@ fn restart_required(old: &Config, new: &Config) -> Vec<&'static str> {
     let (o, n) = (&old.limits, &new.limits);
     let checks = [
         ("listen.address", old.listen != new.listen),
+        (
+            "listen.tls_* (file paths; their contents reload)",
+            old.listen_tls != new.listen_tls,
+        ),
         ("admin.address", old.admin != new.admin),
         (
             "upstream.connect_timeout",

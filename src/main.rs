@@ -346,6 +346,12 @@ async fn run(path: PathBuf, config: SidecarConfig) -> ExitCode {
                     Ok(()) => tracing::info!(config = %path.display(), "config reloaded"),
                     Err(e) => tracing::error!(error = %e, "config reload refused; keeping the current config"),
                 }
+                // Certificate files are re-read on every SIGHUP, whatever became of the config.
+                match running.reload_tls() {
+                    Ok(true) => tracing::info!("TLS certificate reloaded"),
+                    Ok(false) => {}
+                    Err(e) => tracing::error!(error = %e, "TLS reload failed; keeping the current certificate"),
+                }
                 notify_systemd("READY=1");
             }
         }

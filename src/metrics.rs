@@ -6,6 +6,8 @@
 //!   `tokengate_upstream_duration_seconds` (time to the upstream's response head);
 //! - `tokengate_jwks_refresh_total{result}` (`ok`/`failed`) and `tokengate_jwks_keys`;
 //! - `tokengate_token_cache_total{result}` (`hit`/`miss`/`eviction`);
+//! - `tokengate_websocket_upgrades_total`, `tokengate_websocket_active` and
+//!   `tokengate_websocket_closed_total{reason}` (`closed`/`idle_timeout`/`error`);
 //! - `tokengate_report_only_denials_total{reason}`: requests report mode forwarded that enforce
 //!   mode would have refused, by rejection label (only reportable reasons have a series).
 
@@ -32,6 +34,20 @@ pub struct Metrics {
     cache_hit: IntCounter,
     cache_miss: IntCounter,
     cache_eviction: IntCounter,
+    ws_upgrades: IntCounter,
+    ws_active: IntGauge,
+    ws_closed: [IntCounter; 3],
+}
+
+/// Why a spliced (upgraded) connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpliceEnd {
+    /// One side closed.
+    Closed,
+    /// No bytes moved for `limits.upgrade_idle_timeout`.
+    IdleTimeout,
+    /// An I/O error, or an upgrade that never completed.
+    Error,
 }
 
 impl Metrics {
@@ -86,6 +102,24 @@ impl Metrics {
             &["result"],
         )
         .expect("valid metric");
+        let ws_upgrades = IntCounter::new(
+            "tokengate_websocket_upgrades_total",
+            "WebSocket upgrades forwarded and accepted by the upstream.",
+        )
+        .expect("valid metric");
+        let ws_active = IntGauge::new(
+            "tokengate_websocket_active",
+            "WebSocket connections currently spliced.",
+        )
+        .expect("valid metric");
+        let ws_closed = IntCounterVec::new(
+            Opts::new(
+                "tokengate_websocket_closed_total",
+                "Spliced WebSocket connections ended, by reason.",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
         let report_only = IntCounterVec::new(
             Opts::new(
                 "tokengate_report_only_denials_total",
@@ -95,7 +129,10 @@ impl Metrics {
         )
         .expect("valid metric");
         for c in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(ws_upgrades.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(ws_active.clone()),
+            Box::new(ws_closed.clone()),
+            Box::new(requests.clone()),
             Box::new(report_only.clone()),
             Box::new(upstream.clone()),
             Box::new(upstream_latency.clone()),
@@ -122,8 +159,29 @@ impl Metrics {
             cache_hit: cache.with_label_values(&["hit"]),
             cache_miss: cache.with_label_values(&["miss"]),
             cache_eviction: cache.with_label_values(&["eviction"]),
+            ws_upgrades,
+            ws_active,
+            ws_closed: ["closed", "idle_timeout", "error"]
+                .map(|r| ws_closed.with_label_values(&[r])),
             registry,
         }
+    }
+
+    /// A WebSocket upgrade was accepted by the upstream and is now spliced.
+    pub fn websocket_opened(&self) {
+        self.ws_upgrades.inc();
+        self.ws_active.inc();
+    }
+
+    /// A spliced WebSocket connection ended.
+    pub fn websocket_closed(&self, end: SpliceEnd) {
+        self.ws_active.dec();
+        let i = match end {
+            SpliceEnd::Closed => 0,
+            SpliceEnd::IdleTimeout => 1,
+            SpliceEnd::Error => 2,
+        };
+        self.ws_closed[i].inc();
     }
 
     /// A request that was forwarded with an identity.

@@ -2,6 +2,8 @@
 //! real signed tokens, and the real binary where behaviour crosses processes.
 //! One test binary with submodules, so it links once.
 
+#[path = "e2e/proto_support.rs"]
+mod proto_support;
 #[path = "e2e/support.rs"]
 mod support;
 
@@ -17,6 +19,8 @@ mod binary;
 mod caller;
 #[path = "e2e/faults.rs"]
 mod faults;
+#[path = "e2e/grpc.rs"]
+mod grpc;
 #[path = "e2e/headers.rs"]
 mod headers;
 #[path = "e2e/hostile.rs"]
@@ -27,5 +31,9 @@ mod keys;
 mod paths;
 #[path = "e2e/policy.rs"]
 mod policy;
+#[path = "e2e/tls.rs"]
+mod tls;
 #[path = "e2e/upstream.rs"]
 mod upstream;
+#[path = "e2e/websocket.rs"]
+mod websocket;

@@ -354,6 +354,108 @@ roles = ["App.Secret"]
         assert_eq!(screen_override(None), Ok(()));
     }
 
+    /// A caller with chosen audiences, tenant and roles.
+    struct Token {
+        aud: &'static [&'static str],
+        tid: Option<&'static str>,
+        roles: &'static [&'static str],
+    }
+
+    impl Subject for Token {
+        fn application(&self) -> Option<&str> {
+            Some("app")
+        }
+        fn object_id(&self) -> Option<&str> {
+            Some("oid")
+        }
+        fn tenant_id(&self) -> Option<&str> {
+            self.tid
+        }
+        fn has_any_audience(&self, wanted: &[String]) -> bool {
+            self.aud.iter().any(|a| wanted.iter().any(|w| w == a))
+        }
+        fn has_any_role(&self, wanted: &[String]) -> bool {
+            self.roles.iter().any(|r| wanted.iter().any(|w| w == r))
+        }
+    }
+
+    #[test]
+    fn report_rules_are_enforced_only_by_report() {
+        let a = auth(
+            "[[auth.rules]]\npath = \"/beta\"\naudiences = [\"b\"]\nroles = [\"Beta\"]\nmode = \"report\"\n",
+        );
+        let plain = Token {
+            aud: &["a"],
+            tid: None,
+            roles: &[],
+        };
+        let beta = Token {
+            aud: &["b"],
+            tid: None,
+            roles: &["Beta"],
+        };
+        let get = Method::GET;
+        // Enforced: the report rule does not exist, so its audience is not accepted yet...
+        assert_eq!(authorize(&a, &plain, "/beta", &get), Ok(()));
+        assert_eq!(
+            authorize(&a, &beta, "/beta", &get),
+            Err(Rejection::InvalidAudience)
+        );
+        // ...and reported: what enforcing it would do.
+        assert!(has_report_rule(&a, "/beta/x", &get));
+        assert!(!has_report_rule(&a, "/other", &get));
+        assert_eq!(
+            report(&a, &plain, "/beta", &get),
+            Err(Rejection::InvalidAudience)
+        );
+        assert_eq!(report(&a, &beta, "/beta", &get), Ok(()));
+        // Its audience is reserved to its route even while only reported.
+        assert_eq!(
+            authorize(&a, &beta, "/other", &get),
+            Err(Rejection::InvalidAudience)
+        );
+    }
+
+    #[test]
+    fn tenants_are_checked_after_the_audience() {
+        let t = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+        let a = auth(&format!("tenants = [\"{t}\"]\n"));
+        let get = Method::GET;
+        let ours = Token {
+            aud: &["a"],
+            tid: Some("72f988bf-86f1-41af-91ab-2d7cd011db47"),
+            roles: &[],
+        };
+        let theirs = Token {
+            aud: &["a"],
+            tid: Some("00000000-0000-4000-8000-000000000001"),
+            roles: &[],
+        };
+        let none = Token {
+            aud: &["a"],
+            tid: None,
+            roles: &[],
+        };
+        let wrong_aud = Token {
+            aud: &["x"],
+            tid: Some("00000000-0000-4000-8000-000000000001"),
+            roles: &[],
+        };
+        assert_eq!(authorize(&a, &ours, "/", &get), Ok(()));
+        assert_eq!(
+            authorize(&a, &theirs, "/", &get),
+            Err(Rejection::TenantNotAllowed)
+        );
+        assert_eq!(
+            authorize(&a, &none, "/", &get),
+            Err(Rejection::TenantNotAllowed)
+        );
+        assert_eq!(
+            authorize(&a, &wrong_aud, "/", &get),
+            Err(Rejection::InvalidAudience)
+        );
+    }
+
     #[test]
     fn a_get_rule_covers_head() {
         let a = auth("[[auth.rules]]\npath = \"/reports\"\nmethods = [\"GET\"]\nroles = [\"R\"]\n");

@@ -13,16 +13,20 @@
 //! - [`authorize`]: allow-lists and per-path rules.
 //! - [`rewrite`]: strip client-sent identity and hop-by-hop headers, set EasyAuth's
 //!   ([`principal`] encodes them).
-//! - [`forward`]: the pooled upstream client.
-//! - [`respond`]: the one place a [`reject::Rejection`] becomes a response.
+//! - [`forward`]: the pooled upstream client (HTTP/1.1 or HTTP/2 per `upstream.protocol`).
+//! - [`upgrade`]: WebSocket upgrades: recognised, forwarded, spliced after the upstream's 101.
+//! - [`respond`]: the one place a [`reject::Rejection`] becomes a response (JSON, or gRPC's
+//!   trailers-only shape for gRPC requests, see [`grpc`]).
 
 pub mod authorize;
 pub mod extract;
 pub mod forward;
+pub mod grpc;
 pub mod normalize;
 pub mod pipeline;
 pub mod principal;
 pub mod reject;
 pub mod respond;
 pub mod rewrite;
+pub mod upgrade;
 pub mod validate;

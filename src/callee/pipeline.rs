@@ -19,19 +19,19 @@
 //! decision function: the pipeline and `tokengate explain` both call it.
 
 use std::cell::RefCell;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use http::uri::{PathAndQuery, Uri};
-use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::Either;
 use hyper::body::Incoming;
 
 use crate::authorize::{self, Access};
+use crate::callee::upgrade;
 use crate::config::Mode;
 use crate::extract;
-use crate::forward::Upstream;
+use crate::forward::{Protocol, Upstream};
 use crate::keys::KeyFetcher;
 use crate::listener::Conn;
 use crate::metrics::Metrics;
@@ -106,10 +106,13 @@ impl Proxy {
     pub async fn handle(&self, mut req: Request<Incoming>, conn: Conn) -> Response<Body> {
         let request_id = rewrite::request_id(req.headers_mut(), &self.request_ids);
         let method = req.method().clone();
+        let grpc = crate::callee::grpc::is_grpc(req.headers());
+        // gRPC's own deadline runs from the call's arrival, whatever we do before forwarding.
+        let deadline = crate::callee::grpc::timeout(req.headers()).map(|t| (Instant::now() + t, t));
         let peer = conn.peer;
         let outcome = match conn.state.violation() {
             Some(_) => Err(Rejection::AmbiguousFraming),
-            None => self.process(req, peer, &request_id).await,
+            None => self.process(req, &conn, deadline, &request_id).await,
         };
         match outcome {
             Ok(resp) => {
@@ -132,7 +135,7 @@ impl Proxy {
                     request_id = request_id.to_str().unwrap_or(""),
                     "request denied"
                 );
-                let mut resp = respond::rejection(rejection);
+                let mut resp = respond::rejection_for(rejection, grpc);
                 resp.headers_mut()
                     .insert(rewrite::X_REQUEST_ID.clone(), request_id);
                 resp
@@ -143,7 +146,8 @@ impl Proxy {
     async fn process(
         &self,
         req: Request<Incoming>,
-        peer: SocketAddr,
+        conn: &Conn,
+        deadline: Option<(Instant, std::time::Duration)>,
         request_id: &http::HeaderValue,
     ) -> Result<Response<Body>, Rejection> {
         let mut snap = self.cell.load_full();
@@ -180,7 +184,7 @@ impl Proxy {
                     status = reason.status().as_u16(),
                     %method,
                     path,
-                    %peer,
+                    peer = %conn.peer,
                     identity = identity.is_some(),
                     request_id = request_id.to_str().unwrap_or(""),
                     "would deny"
@@ -195,7 +199,7 @@ impl Proxy {
                 return Ok(auth_me(method, id));
             }
         }
-        self.forward(&snap, req, target, identity.as_deref(), peer)
+        self.forward(&snap, req, target, identity.as_deref(), conn, deadline)
             .await
     }
 
@@ -321,10 +325,23 @@ impl Proxy {
         req: Request<Incoming>,
         target: Uri,
         identity: Option<&CachedIdentity>,
-        peer: SocketAddr,
+        conn: &Conn,
+        deadline: Option<(Instant, std::time::Duration)>,
     ) -> Result<Response<Body>, Rejection> {
         let up = &snap.config.upstream;
+        let mut req = req;
+        // A WebSocket handshake goes over HTTP/1.1 whatever upstream.protocol says; the
+        // client's side of the upgrade is claimed now, before the request is taken apart.
+        let websocket = upgrade::is_websocket(&req);
+        let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
+        let protocol = match websocket {
+            true => Protocol::Http1,
+            false => Protocol::choose(up.protocol, req.version()),
+        };
         let (mut parts, body) = req.into_parts();
+        // `te: trailers` is hop-by-hop, but an HTTP/2 upstream (gRPC) needs to hear that the
+        // client accepts trailers; it is the only TE value HTTP/2 allows.
+        let wants_trailers = protocol == Protocol::Http2 && accepts_trailers(&parts.headers);
         // The authority the client addressed: Host for HTTP/1.1, :authority for h2.
         let client_host = parts
             .headers
@@ -334,6 +351,9 @@ impl Proxy {
 
         let headers = &mut parts.headers;
         rewrite::strip_hop_by_hop(headers);
+        if websocket {
+            upgrade::restore_headers(headers);
+        }
         rewrite::strip_credentials(headers);
         rewrite::strip_client_only(headers, up.trust_forwarded_headers);
         if let Some(id) = identity {
@@ -342,20 +362,33 @@ impl Proxy {
                 rewrite::set_token(headers, id.token());
             }
         }
+        let scheme = match &conn.tls {
+            Some(_) => rewrite::Scheme::Https,
+            None => rewrite::Scheme::Http,
+        };
         rewrite::set_forwarded(
             headers,
-            peer.ip(),
+            conn.peer.ip(),
             client_host.as_ref(),
+            scheme,
             up.trust_forwarded_headers,
         );
+        if let Some(cert) = conn.tls.as_ref().and_then(|t| t.client_cert.as_ref()) {
+            rewrite::set_client_cert(headers, cert);
+        }
         headers.remove(http::header::HOST);
+        if wants_trailers {
+            headers.insert(http::header::TE, http::HeaderValue::from_static("trailers"));
+        }
+        // Over HTTP/2 the upstream's :authority comes from upstream.url; a differing `host`
+        // field beside it would be a malformed request (RFC 9113 §8.3.1), so none is sent.
         let host = if up.preserve_host { client_host } else { None };
         let host = host.or_else(|| up.url.authority().and_then(|a| a.as_str().parse().ok()));
-        if let Some(h) = host {
+        if let (Some(h), Protocol::Http1) = (host, protocol) {
             headers.insert(http::header::HOST, h);
         }
         parts.uri = target;
-        parts.version = Version::HTTP_11;
+        parts.version = protocol.version();
         let body = match snap.config.limits.max_body_bytes {
             None => Either::Left(body),
             Some(max) => {
@@ -371,9 +404,16 @@ impl Proxy {
             }
         };
 
+        // A client deadline shorter than upstream.timeout replaces it.
+        let deadline = deadline.filter(|(_, t)| *t < up.timeout).map(|(at, _)| at);
         let (mut resp, took) = self
             .upstream
-            .send(Request::from_parts(parts, body), up.timeout)
+            .send(
+                Request::from_parts(parts, body),
+                protocol,
+                up.timeout,
+                deadline,
+            )
             .await?;
         self.metrics.upstream(resp.status(), took.as_secs_f64());
         match identity {
@@ -381,6 +421,16 @@ impl Proxy {
             None => self.metrics.anonymous(),
         }
         rewrite::strip_hop_by_hop(resp.headers_mut());
+        if let (Some(client), StatusCode::SWITCHING_PROTOCOLS) = (client_upgrade, resp.status()) {
+            let upstream = hyper::upgrade::on(&mut resp);
+            upgrade::restore_headers(resp.headers_mut());
+            upgrade::spawn_splice(
+                client,
+                upstream,
+                snap.config.limits.upgrade_idle_timeout,
+                self.metrics.clone(),
+            );
+        }
         Ok(resp.map(Either::Left))
     }
 }
@@ -399,6 +449,20 @@ fn upstream_target(snap: &Snapshot, uri: &Uri) -> Result<Uri, Rejection> {
     parts.authority = base.authority().cloned();
     parts.path_and_query = Some(pq);
     Uri::from_parts(parts).map_err(|_| Rejection::InvalidPath)
+}
+
+/// Whether the client's `TE` lists `trailers`.
+fn accepts_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(http::header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            t.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        })
 }
 
 fn is_auth_me(path: &str) -> bool {

@@ -214,15 +214,14 @@ impl Rejection {
         self.answer().challenge
     }
 
-    /// Whether report mode may forward a request refused for this reason: token and
-    /// authorization failures (and missing keys, which say nothing about the caller). Malformed
-    /// requests (400/413: framing, ambiguous paths, two `Authorization` headers, oversized
-    /// bodies) stay refused, so report mode never widens what the callee can be confused by;
-    /// upstream failures (502/504) are not decisions at all.
+    /// Whether report mode may forward a request refused for this reason: token (401) and
+    /// authorization (403) failures only. Malformed requests (400/413: framing, ambiguous paths,
+    /// two `Authorization` headers, oversized bodies) and methods we never forward (405) stay
+    /// refused, so report mode never widens what the callee can be confused by; without signing
+    /// keys (503) nothing can be judged, so it fails closed as always; upstream failures
+    /// (502/504) are not decisions at all.
     pub const fn reportable(self) -> bool {
-        let a = self.answer();
-        !matches!(a.challenge, ChallengeError::InvalidRequest)
-            && !matches!(a.status.as_u16(), 502 | 504)
+        matches!(self.answer().status.as_u16(), 401 | 403)
     }
 
     /// Whether the token itself was accepted, so that only an allow-list or a rule refused the
@@ -291,9 +290,10 @@ mod tests {
     #[test]
     fn report_mode_never_forwards_malformed_requests() {
         for r in Rejection::ALL {
-            let malformed = matches!(r.status().as_u16(), 400 | 413);
-            let upstream = matches!(r.status().as_u16(), 502 | 504);
-            assert_eq!(r.reportable(), !malformed && !upstream, "{r:?}");
+            let request = matches!(r.status().as_u16(), 400 | 405 | 413);
+            let other = matches!(r.status().as_u16(), 502..=504);
+            assert_eq!(r.reportable(), !request && !other, "{r:?}");
+            assert!(!r.reportable() || r.challenge() != ChallengeError::InvalidRequest);
             assert_eq!(
                 r.token_accepted(),
                 r.status() == StatusCode::FORBIDDEN,

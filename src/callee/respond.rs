@@ -4,6 +4,10 @@
 //! the path or any other request input. 401s carry an RFC 6750 challenge: no `error` when no
 //! credentials were sent, `error="invalid_token"` with the reason otherwise; 403s carry
 //! `insufficient_scope`, 400s `invalid_request`; 405s carry `Allow` and no challenge.
+//!
+//! A refused gRPC request (`grpc::is_grpc`) gets the same decision in gRPC's shape instead: a
+//! trailers-only response, HTTP 200 with `grpc-status` and `grpc-message` = the same label as the
+//! JSON body's `error_description`, so gRPC clients read a status rather than a transport error.
 
 use bytes::Bytes;
 use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
@@ -11,6 +15,7 @@ use http::{HeaderValue, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
+use crate::callee::grpc;
 use crate::reject::{Answer, ChallengeError, Rejection};
 
 /// Response bodies: streamed from the upstream, or generated here.
@@ -19,6 +24,32 @@ pub type Body = Either<Incoming, Full<Bytes>>;
 const REALM: &str = "tokengate";
 /// What a 405 offers: every standard method except the refused `CONNECT` and `TRACE`.
 const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+
+/// The response for a refused request, in gRPC's shape when the request was gRPC.
+pub fn rejection_for(r: Rejection, grpc: bool) -> Response<Body> {
+    if grpc {
+        grpc_rejection(r)
+    } else {
+        rejection(r)
+    }
+}
+
+/// A gRPC trailers-only refusal: HTTP 200, no body, `grpc-status` and `grpc-message` in the
+/// headers (which HTTP/2 sends as one HEADERS frame with END_STREAM).
+pub fn grpc_rejection(r: Rejection) -> Response<Body> {
+    let mut resp = Response::new(Either::Right(Full::new(Bytes::new())));
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    h.insert(
+        grpc::GRPC_STATUS.clone(),
+        HeaderValue::from_static(grpc::status_for(r.status()).as_str()),
+    );
+    h.insert(
+        grpc::GRPC_MESSAGE.clone(),
+        HeaderValue::from_static(r.label()),
+    );
+    resp
+}
 
 /// The response for a refused request.
 pub fn rejection(r: Rejection) -> Response<Body> {
@@ -134,6 +165,31 @@ mod tests {
         assert_eq!(
             bytes,
             "{\"error\":\"gateway_timeout\",\"error_description\":\"upstream_timeout\"}\n"
+        );
+    }
+
+    #[test]
+    fn grpc_refusals_are_trailers_only_with_the_same_label() {
+        use http_body::Body as _;
+        for (r, code) in [
+            (Rejection::MissingToken, "16"),
+            (Rejection::Expired, "16"),
+            (Rejection::MissingRole, "7"),
+            (Rejection::InvalidPath, "3"),
+            (Rejection::UpstreamUnavailable, "14"),
+            (Rejection::NoSigningKeys, "14"),
+            (Rejection::UpstreamTimeout, "4"),
+        ] {
+            let resp = rejection_for(r, true);
+            assert_eq!(resp.status(), StatusCode::OK);
+            assert_eq!(resp.headers()["grpc-status"], code, "{r:?}");
+            assert_eq!(resp.headers()["grpc-message"], r.label());
+            assert_eq!(resp.headers()[CONTENT_TYPE], "application/grpc");
+            assert!(resp.body().is_end_stream(), "trailers-only: no DATA frame");
+        }
+        assert_eq!(
+            rejection_for(Rejection::MissingToken, false).status(),
+            StatusCode::UNAUTHORIZED
         );
     }
 }

@@ -21,8 +21,9 @@
 //!   removed, since code written for App Service trusts what its front end writes there;
 //! - hop-by-hop headers (RFC 9110 §7.6.1: `Connection` and the fields it lists, `Keep-Alive`,
 //!   `Proxy-Connection`, `TE`, `Transfer-Encoding`, `Upgrade`, `Proxy-Authorization`) are removed;
-//! - `X-Forwarded-For` gets the peer address, `X-Forwarded-Proto` and `X-Forwarded-Host` are set
-//!   (kept from the client only when `upstream.trust_forwarded_headers`);
+//! - `X-Forwarded-For` gets the peer address, `X-Forwarded-Proto` (`https` on the TLS listener)
+//!   and `X-Forwarded-Host` are set (kept from the client only when
+//!   `upstream.trust_forwarded_headers`);
 //! - `X-Request-Id` is kept when the client sent a well-formed one, otherwise generated.
 //!
 //! Then, for authenticated requests only, EasyAuth's identity headers are added, and with
@@ -47,6 +48,8 @@ pub static X_MS_CLIENT_PRINCIPAL_NAME: HeaderName =
 /// `X-MS-CLIENT-PRINCIPAL-IDP`.
 pub static X_MS_CLIENT_PRINCIPAL_IDP: HeaderName =
     HeaderName::from_static("x-ms-client-principal-idp");
+/// `X-ARR-ClientCert`: the client's verified TLS certificate, base64 DER (App Service's name).
+pub static X_ARR_CLIENT_CERT: HeaderName = HeaderName::from_static("x-arr-clientcert");
 /// `X-MS-TOKEN-AAD-ACCESS-TOKEN`.
 pub static X_MS_TOKEN_AAD_ACCESS_TOKEN: HeaderName =
     HeaderName::from_static("x-ms-token-aad-access-token");
@@ -89,6 +92,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// Removes the token and any client-supplied identity header.
 pub fn strip_credentials(headers: &mut HeaderMap) {
     headers.remove(header::AUTHORIZATION);
+    headers.remove(&X_ARR_CLIENT_CERT);
     // Header names are stored lower-case, so a byte prefix test covers every spelling.
     let is_identity = |n: &HeaderName| {
         let s = n.as_str();
@@ -179,11 +183,26 @@ pub fn set_token(headers: &mut HeaderMap, token: &str) {
     }
 }
 
+/// Sets `X-ARR-ClientCert` to the verified client certificate (after `strip_credentials`).
+pub fn set_client_cert(headers: &mut HeaderMap, cert: &HeaderValue) {
+    headers.insert(X_ARR_CLIENT_CERT.clone(), cert.clone());
+}
+
+/// The scheme the client used, for `X-Forwarded-Proto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// Plain HTTP.
+    Http,
+    /// TLS on the public listener.
+    Https,
+}
+
 /// Sets `X-Forwarded-For/-Proto/-Host`. `host` is the authority the client addressed.
 pub fn set_forwarded(
     headers: &mut HeaderMap,
     peer: IpAddr,
     host: Option<&HeaderValue>,
+    scheme: Scheme,
     trust: bool,
 ) {
     let peer_text = peer.to_string();
@@ -195,7 +214,11 @@ pub fn set_forwarded(
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
     if !trust || !headers.contains_key(&X_FORWARDED_PROTO) {
-        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+        let proto = match scheme {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        };
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
     }
     if !trust || !headers.contains_key(&X_FORWARDED_HOST) {
         match host {
@@ -269,6 +292,7 @@ mod tests {
             "X-MS-CLIENT-PRINCIPALX",
             "x-ms-token-aad-access-token",
             "authorization",
+            "X-ARR-ClientCert",
         ] {
             h.insert(
                 HeaderName::from_bytes(name.as_bytes()).unwrap(),

@@ -615,6 +615,8 @@ impl EgressFile {
                 trust_forwarded_headers: false,
                 // Egress sends our token as Authorization; nothing else.
                 forward_token: false,
+                // An app speaking h2c (gRPC) to the route gets HTTP/2 upstream, others HTTP/1.1.
+                protocol: crate::config::UpstreamProtocol::Match,
             },
             resource,
         })

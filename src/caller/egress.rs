@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use http::header::{AUTHORIZATION, HOST, RETRY_AFTER};
 use http::uri::Uri;
-use http::{HeaderValue, Request, Response, StatusCode, Version};
+use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::Either;
 use hyper::body::Incoming;
 use rustls::pki_types::CertificateDer;
@@ -22,7 +22,7 @@ use serde_json::json;
 
 use super::cache::TokenCache;
 use super::config::EgressRoute;
-use crate::forward::Upstream;
+use crate::forward::{Protocol, Upstream};
 use crate::respond::{self, Body};
 use crate::rewrite;
 
@@ -70,6 +70,7 @@ impl Egress {
                 return resp;
             }
         };
+        let protocol = Protocol::choose(self.route.upstream.protocol, req.version());
         let (mut parts, body) = req.into_parts();
         let Some(target) = self.target(&parts.uri) else {
             return respond::json(
@@ -95,9 +96,13 @@ impl Egress {
             parts.headers.insert(HOST, host);
         }
         parts.uri = target;
-        parts.version = Version::HTTP_11;
+        parts.version = protocol.version();
         let req = Request::from_parts(parts, Either::Left(body));
-        match self.upstream.send(req, self.route.upstream.timeout).await {
+        match self
+            .upstream
+            .send(req, protocol, self.route.upstream.timeout, None)
+            .await
+        {
             Ok((mut resp, _)) => {
                 rewrite::strip_hop_by_hop(resp.headers_mut());
                 resp.map(Either::Left)

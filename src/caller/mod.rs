@@ -93,6 +93,7 @@ pub async fn start(
             servers.push(tokio::spawn(listener::serve(
                 socket,
                 limits.clone(),
+                None,
                 move |req, _conn| {
                     let endpoint = endpoint.clone();
                     async move { endpoint.handle(req).await }
@@ -113,6 +114,7 @@ pub async fn start(
         servers.push(tokio::spawn(listener::serve(
             socket,
             limits.clone(),
+            None,
             move |req, _conn| {
                 let egress = egress.clone();
                 async move { egress.handle(req).await }

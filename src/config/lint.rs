@@ -210,13 +210,14 @@ fn tenants(a: &AuthConfig, out: &mut Vec<Warning>) {
 
 fn rules(a: &AuthConfig, out: &mut Vec<Warning>) {
     for (j, r) in a.rules.iter().enumerate() {
-        if !r.methods.is_empty() && r.methods.iter().all(|m| *m == Method::CONNECT) {
+        let never_forwarded = |m: &Method| matches!(m.as_str(), "CONNECT" | "TRACE" | "TRACK");
+        if !r.methods.is_empty() && r.methods.iter().all(never_forwarded) {
             warn(
                 out,
                 "rule-unreachable",
                 format!(
-                    "auth.rules[{j}] ({}): CONNECT requests carry no path and are never \
-                     forwarded, so this rule never matches",
+                    "auth.rules[{j}] ({}): CONNECT, TRACE and TRACK are refused (405) before any \
+                     rule is looked at, so this rule never matches",
                     describe(r)
                 ),
             );
@@ -333,10 +334,14 @@ fn report_mode(a: &AuthConfig, out: &mut Vec<Warning>) {
     }
 }
 
-/// Whether every request `inner` matches is also matched by `outer`.
+/// Whether every request `inner` matches is also matched by `outer` (a GET rule covers HEAD,
+/// as `authorize` applies it).
 fn covers(outer: &Rule, inner: &Rule) -> bool {
-    let methods = outer.methods.is_empty()
-        || (!inner.methods.is_empty() && inner.methods.iter().all(|m| outer.methods.contains(m)));
+    let has = |m: &Method| {
+        outer.methods.contains(m) || (*m == Method::HEAD && outer.methods.contains(&Method::GET))
+    };
+    let methods =
+        outer.methods.is_empty() || (!inner.methods.is_empty() && inner.methods.iter().all(has));
     methods && outer.path.covers(inner.path.as_str(), Case::Insensitive)
 }
 

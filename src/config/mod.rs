@@ -25,14 +25,17 @@ use serde::Deserialize;
 
 use crate::caller;
 use crate::caller::config::{AzureEnv, CallerConfig, EgressFile, EndpointFile, IdentityFile};
+pub use crate::net::tls::{ClientAuth, ListenTls};
 use crate::normalize::Prefix;
 use crate::validate::Algorithm;
 
 /// Everything the proxy needs, parsed and checked.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Public listener (HTTP/1.1 and h2c prior knowledge).
+    /// Public listener (HTTP/1.1 and h2c prior knowledge, or TLS with ALPN h2/http1.1).
     pub listen: SocketAddr,
+    /// TLS on the public listener: file paths (start-only; contents re-read on SIGHUP).
+    pub listen_tls: Option<ListenTls>,
     /// Admin listener (`/healthz`, `/readyz`, `/metrics`).
     pub admin: SocketAddr,
     /// The callee.
@@ -164,6 +167,20 @@ pub struct UpstreamConfig {
     /// Forward the validated token as `X-MS-TOKEN-AAD-ACCESS-TOKEN` (EasyAuth's token-store
     /// header) for callees that make on-behalf-of calls. Client-sent copies are always stripped.
     pub forward_token: bool,
+    /// The protocol spoken to the upstream.
+    pub protocol: UpstreamProtocol,
+}
+
+/// `upstream.protocol`: which HTTP version the upstream is spoken to with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 always (the default).
+    Http1,
+    /// HTTP/2 always: prior knowledge on `http://`, ALPN `h2` on `https://`.
+    Http2,
+    /// HTTP/2 for requests that arrived over HTTP/2, HTTP/1.1 for the others.
+    Match,
 }
 
 /// Where keys come from.
@@ -361,6 +378,9 @@ pub struct LimitsConfig {
     pub max_body_bytes: Option<u64>,
     /// A connection with no bytes moving for this long is closed (after any in-flight request).
     pub idle_timeout: Duration,
+    /// An upgraded (WebSocket) connection with no bytes moving either way for this long is
+    /// closed.
+    pub upgrade_idle_timeout: Duration,
 }
 
 /// A config that could not be loaded, with the message shown to the operator.
@@ -551,13 +571,59 @@ struct ListenFile {
     /// Default `0.0.0.0:8080`.
     #[serde(default = "default_listen")]
     address: String,
+    /// PEM certificate chain; with `tls_key_file` turns TLS on. Default: none (plain HTTP).
+    tls_cert_file: Option<String>,
+    /// PEM private key for `tls_cert_file`. Default: none.
+    tls_key_file: Option<String>,
+    /// PEM CA certificates that client certificates must chain to. Default: none (no client
+    /// certificates asked for).
+    tls_client_ca_file: Option<String>,
+    /// `"optional"` (default) or `"required"`; only with `tls_client_ca_file`.
+    tls_client_auth: Option<ClientAuth>,
 }
 
 impl Default for ListenFile {
     fn default() -> Self {
         ListenFile {
             address: default_listen(),
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
+            tls_client_auth: None,
         }
+    }
+}
+
+impl ListenFile {
+    fn tls(&self) -> Result<Option<ListenTls>, ConfigError> {
+        let (cert, key) =
+            match (&self.tls_cert_file, &self.tls_key_file) {
+                (None, None) => {
+                    if self.tls_client_ca_file.is_some() || self.tls_client_auth.is_some() {
+                        return Err(ConfigError::new(
+                            "listen.tls_client_ca_file and listen.tls_client_auth need \
+                         listen.tls_cert_file and listen.tls_key_file",
+                        ));
+                    }
+                    return Ok(None);
+                }
+                (Some(c), Some(k)) if !c.is_empty() && !k.is_empty() => (c, k),
+                _ => return Err(ConfigError::new(
+                    "listen.tls_cert_file and listen.tls_key_file go together: set both or neither",
+                )),
+            };
+        if self.tls_client_auth.is_some() && self.tls_client_ca_file.is_none() {
+            return Err(ConfigError::new(
+                "listen.tls_client_auth needs listen.tls_client_ca_file (the CAs client \
+                 certificates are verified against)",
+            ));
+        }
+        Ok(Some(ListenTls {
+            cert_file: cert.into(),
+            key_file: key.into(),
+            client_ca_file: self.tls_client_ca_file.as_ref().map(Into::into),
+            client_auth: self.tls_client_auth.unwrap_or(ClientAuth::Optional),
+        }))
     }
 }
 
@@ -608,6 +674,13 @@ struct UpstreamFile {
     /// Default `false`.
     #[serde(default)]
     forward_token: bool,
+    /// `"http1"` (default), `"http2"` or `"match"`.
+    #[serde(default = "default_protocol")]
+    protocol: UpstreamProtocol,
+}
+
+fn default_protocol() -> UpstreamProtocol {
+    UpstreamProtocol::Http1
 }
 
 #[derive(Debug, Deserialize)]
@@ -762,6 +835,9 @@ struct LimitsFile {
     /// Default `60s`.
     #[serde(default = "secs::<60>")]
     idle_timeout: Dur,
+    /// Default `300s`.
+    #[serde(default = "secs::<300>")]
+    upgrade_idle_timeout: Dur,
 }
 
 impl Default for LimitsFile {
@@ -775,6 +851,7 @@ impl Default for LimitsFile {
             max_headers: default_max_headers(),
             max_body_bytes: 0,
             idle_timeout: secs::<60>(),
+            upgrade_idle_timeout: secs::<300>(),
         }
     }
 }
@@ -879,7 +956,9 @@ impl FileConfig {
                 });
             }
         };
-        let listen = parse_addr("listen.address", &self.listen.unwrap_or_default().address)?;
+        let listen_file = self.listen.unwrap_or_default();
+        let listen = parse_addr("listen.address", &listen_file.address)?;
+        let listen_tls = listen_file.tls()?;
         if listen == admin && listen.port() != 0 {
             return Err(ConfigError::new(
                 "admin.address must differ from listen.address: admin endpoints are never served \
@@ -911,6 +990,7 @@ impl FileConfig {
         let config = Config {
             extra_ca_certs: extra_ca_certs.clone(),
             listen,
+            listen_tls,
             admin,
             upstream,
             auth,
@@ -947,9 +1027,9 @@ fn shared_settings(
             "limits.max_connections and limits.max_concurrent_streams must be > 0",
         ));
     }
-    if l.max_headers == 0 || l.idle_timeout.0.is_zero() {
+    if l.max_headers == 0 || l.idle_timeout.0.is_zero() || l.upgrade_idle_timeout.0.is_zero() {
         return Err(ConfigError::new(
-            "limits.max_headers and limits.idle_timeout must be > 0",
+            "limits.max_headers, limits.idle_timeout and limits.upgrade_idle_timeout must be > 0",
         ));
     }
     if l.max_header_bytes < 8192 {
@@ -970,6 +1050,7 @@ fn shared_settings(
         max_headers: l.max_headers,
         max_body_bytes: (l.max_body_bytes > 0).then_some(l.max_body_bytes),
         idle_timeout: l.idle_timeout.0,
+        upgrade_idle_timeout: l.upgrade_idle_timeout.0,
     };
     Ok((limits, extra_ca_certs))
 }
@@ -1019,6 +1100,7 @@ impl UpstreamFile {
             pool_idle_timeout: self.pool_idle_timeout.0,
             preserve_host: self.preserve_host,
             trust_forwarded_headers: self.trust_forwarded_headers,
+            protocol: self.protocol,
             forward_token: self.forward_token,
         })
     }

@@ -37,6 +37,24 @@ pub fn https_connector(
     connect_timeout: Duration,
     extra_ca: &[CertificateDer<'static>],
 ) -> HttpsConnector {
+    connector_for(connect_timeout, extra_ca, Alpn::Http1)
+}
+
+/// The one protocol a connector offers by ALPN on https (plain http is unaffected).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alpn {
+    /// `http/1.1`.
+    Http1,
+    /// `h2`.
+    Http2,
+}
+
+/// [`https_connector`] offering `alpn` on https.
+pub fn connector_for(
+    connect_timeout: Duration,
+    extra_ca: &[CertificateDer<'static>],
+    alpn: Alpn,
+) -> HttpsConnector {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
@@ -58,11 +76,13 @@ pub fn https_connector(
     let tls = rustls::ClientConfig::builder()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    HttpsConnectorBuilder::new()
+    let builder = HttpsConnectorBuilder::new()
         .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http)
+        .https_or_http();
+    match alpn {
+        Alpn::Http1 => builder.enable_http1().wrap_connector(http),
+        Alpn::Http2 => builder.enable_http2().wrap_connector(http),
+    }
 }
 
 /// A pooled client for small request/response documents (discovery, JWKS, token endpoints).

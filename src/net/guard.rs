@@ -92,16 +92,16 @@ impl ConnState {
     }
 }
 
-/// The client's TCP stream, observed.
-pub struct GuardedStream {
-    inner: TcpStream,
+/// The client's byte stream (TCP, or the plaintext side of TLS), observed.
+pub struct GuardedStream<S = TcpStream> {
+    inner: S,
     state: Arc<ConnState>,
     framer: Framer,
 }
 
-impl GuardedStream {
+impl<S> GuardedStream<S> {
     /// Wraps `inner`; the returned state is what the handler consults.
-    pub fn new(inner: TcpStream) -> (GuardedStream, Arc<ConnState>) {
+    pub fn new(inner: S) -> (GuardedStream<S>, Arc<ConnState>) {
         let state = Arc::new(ConnState::new());
         (
             GuardedStream {
@@ -114,7 +114,7 @@ impl GuardedStream {
     }
 }
 
-impl AsyncRead for GuardedStream {
+impl<S: AsyncRead + Unpin> AsyncRead for GuardedStream<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -136,7 +136,7 @@ impl AsyncRead for GuardedStream {
     }
 }
 
-impl AsyncWrite for GuardedStream {
+impl<S: AsyncWrite + Unpin> AsyncWrite for GuardedStream<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

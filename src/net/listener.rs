@@ -1,5 +1,5 @@
-//! Accepting connections: HTTP/1.1 and h2c (prior knowledge) on one port, with limits, idle
-//! timeout and a server-wide graceful shutdown.
+//! Accepting connections: HTTP/1.1 and h2c (prior knowledge) on one port, or TLS (`tls`) with
+//! ALPN h2 and http/1.1, with limits, idle timeout and a server-wide graceful shutdown.
 //!
 //! # Contract
 //! - Every connection's bytes pass through `guard`, so smuggling shapes are seen before hyper
@@ -23,11 +23,13 @@ use hyper::body::{Body as HttpBody, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::config::LimitsConfig;
 use crate::guard::{ConnState, GuardedStream};
+use crate::net::tls;
 
 /// What a handler knows about the connection a request came on.
 #[derive(Clone)]
@@ -36,6 +38,71 @@ pub struct Conn {
     pub peer: SocketAddr,
     /// Shared facts about the connection's byte stream.
     pub state: Arc<ConnState>,
+    /// Set when the connection is TLS: what the handshake established.
+    pub tls: Option<tls::Peer>,
+}
+
+/// One accepted connection, ready to be served once its byte stream is ready.
+struct Connection<H> {
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    handler: Arc<H>,
+    shutdown: watch::Receiver<bool>,
+    idle_timeout: Duration,
+    peer: SocketAddr,
+}
+
+impl<H> Connection<H> {
+    /// Serves HTTP/1.1 (with upgrades) or HTTP/2 on `io` until it closes, it idles out, or
+    /// shutdown asks it to finish.
+    async fn serve<IO, F, B>(mut self, io: IO, tls: Option<tls::Peer>)
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        H: Fn(Request<Incoming>, Conn) -> F + Send + Sync + 'static,
+        F: Future<Output = Response<B>> + Send + 'static,
+        B: HttpBody + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (io, state) = GuardedStream::new(io);
+        let conn_info = Conn {
+            peer: self.peer,
+            state: state.clone(),
+            tls,
+        };
+        let handler = self.handler.clone();
+        let service = service_fn(move |req| {
+            let handler = handler.clone();
+            let conn = conn_info.clone();
+            async move { Ok::<_, Infallible>(handler(req, conn).await) }
+        });
+        let peer = self.peer;
+        let conn = self
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(io), service);
+        tokio::pin!(conn);
+        let mut closing = false;
+        loop {
+            let idle_left = self.idle_timeout.saturating_sub(state.idle_for());
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(error) = result {
+                        tracing::debug!(%peer, %error, "connection ended with error");
+                    }
+                    break;
+                }
+                _ = stopped(&mut self.shutdown), if !closing => {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                _ = tokio::time::sleep(idle_left), if !closing => {
+                    if state.idle_for() >= self.idle_timeout {
+                        conn.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Resolves once shutdown was asked for (or its sender is gone).
@@ -43,10 +110,12 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|s| *s).await;
 }
 
-/// Serves `listener` with `handler` until `shutdown` flips to true, then drains.
+/// Serves `listener` with `handler` until `shutdown` flips to true, then drains. With `tls`,
+/// every connection is a TLS connection.
 pub async fn serve<H, F, B>(
     listener: TcpListener,
     limits: LimitsConfig,
+    tls: Option<Arc<tls::Acceptor>>,
     handler: H,
     mut shutdown: watch::Receiver<bool>,
 ) where
@@ -98,43 +167,28 @@ pub async fn serve<H, F, B>(
             }
         };
         let _ = stream.set_nodelay(true);
-        let (io, state) = GuardedStream::new(stream);
-        let conn_info = Conn {
+        let task = Connection {
+            builder: builder.clone(),
+            handler: handler.clone(),
+            shutdown: shutdown.clone(),
+            idle_timeout: limits.idle_timeout,
             peer,
-            state: state.clone(),
         };
-        let handler = handler.clone();
-        let service = service_fn(move |req| {
-            let handler = handler.clone();
-            let conn = conn_info.clone();
-            async move { Ok::<_, Infallible>(handler(req, conn).await) }
-        });
-        let builder = builder.clone();
-        let mut shutdown = shutdown.clone();
-        let idle_timeout = limits.idle_timeout;
+        let tls = tls.clone();
+        let handshake_timeout = limits.header_read_timeout;
         let alive = alive.clone();
         tokio::spawn(async move {
-            let conn = builder.serve_connection(TokioIo::new(io), service);
-            tokio::pin!(conn);
-            let mut closing = false;
-            loop {
-                let idle_left = idle_timeout.saturating_sub(state.idle_for());
-                tokio::select! {
-                    result = conn.as_mut() => {
-                        if let Err(error) = result {
-                            tracing::debug!(%peer, %error, "connection ended with error");
+            match tls {
+                None => task.serve(stream, None).await,
+                Some(tls) => {
+                    // The handshake runs in the connection's task, bounded like a header read,
+                    // so a slow or silent client never holds up the accept loop.
+                    match tokio::time::timeout(handshake_timeout, tls.accept(stream)).await {
+                        Ok(Ok((stream, peer_info))) => task.serve(stream, Some(peer_info)).await,
+                        Ok(Err(error)) => {
+                            tracing::debug!(%peer, %error, "TLS handshake failed");
                         }
-                        break;
-                    }
-                    _ = stopped(&mut shutdown), if !closing => {
-                        conn.as_mut().graceful_shutdown();
-                        closing = true;
-                    }
-                    _ = tokio::time::sleep(idle_left), if !closing => {
-                        if state.idle_for() >= idle_timeout {
-                            conn.as_mut().graceful_shutdown();
-                            closing = true;
-                        }
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
                 }
             }

@@ -808,3 +808,20 @@ async fn dev_demonstrates_report_mode_and_explain() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[tokio::test]
+async fn report_mode_still_fails_closed_without_signing_keys() {
+    let h = Harness::unstarted().await;
+    h.idp.set_mode(crate::support::IdpMode::Failing);
+    let auth = format!(
+        "openid_configuration = \"{}\"\nissuers = [\"{}\"]\naudiences = [\"{DEV_AUDIENCE}\"]\nmode = \"report\"\n",
+        h.idp.discovery_url(),
+        v2_issuer(tokengate::dev::DEV_TENANT),
+    );
+    let path = write_config(&config(&h, &auth, ""));
+    let p = Proc::start(&path, &[]);
+    p.get("/api", &h.token(&[]))
+        .await
+        .assert_refused(503, "no_signing_keys");
+    assert_eq!(h.upstream.count(), 0);
+}

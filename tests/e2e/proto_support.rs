@@ -1,0 +1,345 @@
+//! Real parts for the protocol tests (gRPC, WebSocket, TLS): the tokengate binary as a child
+//! process, real third-party peers (Python grpcio and websockets, curl), and a test CA.
+//!
+//! The Python peers are installed by `.ci/run`. Outside CI a missing tool skips its test with a
+//! note on stderr; in CI (`CI` set) it fails the test, so CI can never pass by skipping.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+use serde_json::Value;
+
+pub use crate::support::IdpServer;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tokengate");
+
+/// Returns `python3` when it imports every one of `modules`; otherwise skips (None) outside CI
+/// and panics in CI.
+pub fn python_with(modules: &[&str]) -> Option<&'static str> {
+    let import = format!("import {}", modules.join(", "));
+    let ok = Command::new("python3")
+        .args(["-c", &import])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        return Some("python3");
+    }
+    missing(&format!("python3 with {}", modules.join(", ")))
+}
+
+/// Returns `curl` when it is installed with HTTP/2 support (see [`python_with`] for skipping).
+pub fn curl() -> Option<&'static str> {
+    let ok = Command::new("curl")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("HTTP2"));
+    if ok {
+        return Some("curl");
+    }
+    missing("curl with HTTP2")
+}
+
+fn missing<T>(what: &str) -> Option<T> {
+    if std::env::var_os("CI").is_some() {
+        panic!("{what} is required in CI (.ci/run installs it)");
+    }
+    eprintln!("SKIPPED: {what} not available (run .ci/run to install)");
+    None
+}
+
+/// The path of a peer script under `tests/e2e/peers`.
+pub fn peer_script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/e2e/peers")
+        .join(name)
+}
+
+/// A peer server process that announced `PORT <n>` on stdout; killed on drop.
+pub struct PeerServer {
+    child: Child,
+    pub port: u16,
+}
+
+impl PeerServer {
+    pub fn start(python: &str, script: &str) -> PeerServer {
+        let mut child = Command::new(python)
+            .arg(peer_script(script))
+            .arg("server")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = lines.next().expect("peer prints its port").unwrap();
+        let port = line
+            .strip_prefix("PORT ")
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("unexpected peer output {line:?}"));
+        PeerServer { child, port }
+    }
+}
+
+impl Drop for PeerServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a peer script as a client and parses the one JSON document it prints.
+pub async fn peer_client(python: &str, script: &str, args: &[&str]) -> Value {
+    let mut cmd = Command::new(python);
+    cmd.arg(peer_script(script)).arg("client").args(args);
+    let run = tokio::task::spawn_blocking(move || cmd.output());
+    let out = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("peer client finishes")
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
+        panic!(
+            "peer client printed {stdout:?}, stderr {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// The proxy config used by the protocol tests: `/echo.Admin` and `/admin` need `App.Admin`.
+pub fn proxy_config(idp: &IdpServer, upstream_url: &str, listen_extra: &str, tail: &str) -> String {
+    format!(
+        r#"
+[listen]
+address = "127.0.0.1:0"
+{listen_extra}
+[admin]
+address = "127.0.0.1:0"
+[upstream]
+url = "{upstream_url}"
+timeout = "5s"
+connect_timeout = "2s"
+{tail}
+[auth]
+openid_configuration = "{disc}"
+issuers = ["{v2}"]
+audiences = ["{aud}"]
+[[auth.rules]]
+path = "/echo.Admin"
+roles = ["App.Admin"]
+[[auth.rules]]
+path = "/admin"
+roles = ["App.Admin"]
+"#,
+        disc = idp.discovery_url(),
+        v2 = tokengate::dev::v2_issuer(tokengate::dev::DEV_TENANT),
+        aud = tokengate::dev::DEV_AUDIENCE,
+    )
+}
+
+/// A file under the temp dir, removed on drop.
+pub struct TempFile(pub PathBuf);
+
+impl TempFile {
+    pub fn new(ext: &str, contents: &[u8]) -> TempFile {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::SeqCst);
+        let path =
+            std::env::temp_dir().join(format!("tokengate-proto-{}-{n}.{ext}", std::process::id()));
+        let f = TempFile(path);
+        f.write(contents);
+        f
+    }
+
+    /// Replaces the contents atomically (write beside, then rename).
+    pub fn write(&self, contents: &[u8]) {
+        let tmp = self.0.with_extension("tmp");
+        std::fs::File::create(&tmp)
+            .unwrap()
+            .write_all(contents)
+            .unwrap();
+        std::fs::rename(&tmp, &self.0).unwrap();
+    }
+
+    pub fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The tokengate binary running a config; killed on drop.
+pub struct Binary {
+    child: Child,
+    pub public: SocketAddr,
+    pub admin: SocketAddr,
+    logs: Receiver<String>,
+    _config: TempFile,
+}
+
+impl Binary {
+    /// Starts `tokengate --config <file with text>` and waits until it is listening and ready.
+    pub async fn start(text: &str) -> Binary {
+        let config = TempFile::new("toml", text.as_bytes());
+        let mut child = Command::new(BIN)
+            .args(["--config", config.path(), "--log-format", "json"])
+            .env("TOKENGATE_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut seen = Vec::new();
+        while Instant::now() < deadline {
+            let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) else {
+                continue;
+            };
+            seen.push(line.clone());
+            let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if v["message"] == "tokengate listening" {
+                let b = Binary {
+                    child,
+                    public: v["public_addr"].as_str().unwrap().parse().unwrap(),
+                    admin: v["admin_addr"].as_str().unwrap().parse().unwrap(),
+                    logs: rx,
+                    _config: config,
+                };
+                b.wait_ready().await;
+                return b;
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("tokengate did not start: {seen:#?}");
+    }
+
+    async fn wait_ready(&self) {
+        let client = crate::support::client();
+        for _ in 0..400 {
+            let req = http::Request::get(format!("http://{}/readyz", self.admin))
+                .body(http_body_util::Full::default())
+                .unwrap();
+            if let Ok(r) = client.request(req).await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("tokengate never became ready");
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// Waits for a log line containing `needle`, skipping others.
+    pub fn wait_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(line) = self.logs.recv_timeout(Duration::from_millis(100)) {
+                if line.contains(needle) {
+                    return line;
+                }
+            }
+        }
+        panic!("no log line containing {needle:?}");
+    }
+
+    /// The value of one metric series on the admin listener (0 when absent).
+    pub async fn metric(&self, series: &str) -> f64 {
+        let req = http::Request::get(format!("http://{}/metrics", self.admin))
+            .body(http_body_util::Full::default())
+            .unwrap();
+        let resp = crate::support::client().request(req).await.unwrap();
+        let text = crate::support::Reply::read(resp).await.text();
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0.0)
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A test CA issuing server certificates for 127.0.0.1/localhost and client certificates.
+pub struct TestCa {
+    issuer: Issuer<'static, KeyPair>,
+    pub cert_pem: String,
+}
+
+/// A certificate with its key, PEM.
+pub struct Leaf {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub der: Vec<u8>,
+}
+
+impl TestCa {
+    pub fn new(name: &str) -> TestCa {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        TestCa {
+            cert_pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// A server certificate for `127.0.0.1` and `localhost` named `cn`.
+    pub fn server(&self, cn: &str) -> Leaf {
+        let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+        params.distinguished_name.push(DnType::CommonName, cn);
+        self.sign(params)
+    }
+
+    /// A client certificate named `cn`.
+    pub fn client(&self, cn: &str) -> Leaf {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        self.sign(params)
+    }
+
+    fn sign(&self, params: CertificateParams) -> Leaf {
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Leaf {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            der: cert.der().to_vec(),
+        }
+    }
+}
