@@ -40,7 +40,7 @@ fn benches(c: &mut Criterion) {
 
     // The decision made on every request right after normalizing: anonymous or not.
     let fx = Fixture::new();
-    let auth = &fx.snapshot.config.auth;
+    let auth = &fx.snapshot.policy.auth;
     let mut g = c.benchmark_group("access");
     for (name, path) in [
         ("protected", "/api/orders/42"),

@@ -86,8 +86,8 @@ fn tokengate_rows(c: &mut Criterion, fx: &Fixture) {
 
     for alg in ["RS256", "ES256"] {
         let headers = bearer(&fx.token(alg));
-        let auth = &fx.snapshot.config.auth;
-        let policy = fx.snapshot.policy();
+        let auth = &fx.snapshot.policy.auth;
+        let policy = fx.snapshot.validation();
         let mut scratch = Vec::with_capacity(48 * 1024);
         g.bench_function(format!("tokengate/miss_{}", alg.to_lowercase()), |b| {
             b.iter(|| {
@@ -101,7 +101,7 @@ fn tokengate_rows(c: &mut Criterion, fx: &Fixture) {
         });
     }
 
-    let auth = &fx.snapshot.config.auth;
+    let auth = &fx.snapshot.policy.auth;
     g.bench_function("tokengate/extract", |b| {
         b.iter(|| extract::bearer_token(black_box(&headers), auth.max_token_size).expect("token"))
     });
@@ -122,8 +122,14 @@ fn cache_rows(c: &mut Criterion, fx: &Fixture) {
     let now = unix_now();
     let token = fx.token("RS256");
     let mut scratch = Vec::new();
-    let verified = validate::validate(&token, &fx.snapshot.policy(), &fx.keys, now, &mut scratch)
-        .expect("valid");
+    let verified = validate::validate(
+        &token,
+        &fx.snapshot.validation(),
+        &fx.keys,
+        now,
+        &mut scratch,
+    )
+    .expect("valid");
     // Entries differ only in the token text they are keyed by; the identity is the same.
     let mut n = 0u64;
     let mut entry = || {

@@ -27,7 +27,7 @@ use crate::callee::validate::{Algorithm, KeyPin, KeySet};
 use crate::callee::{authorize, normalize};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::snapshot::{Keys, Snapshot};
+use crate::snapshot::{SigningKeys, Snapshot};
 
 /// What to explain.
 #[derive(Debug, Clone)]
@@ -100,10 +100,10 @@ pub async fn explain(config: Config, req: &Request) -> Result<Explanation, Strin
         },
         (Ok(()), Ok(normalized)) => {
             let keys = match keys {
-                Some(k) => Keys::Loaded(Arc::new(k)),
-                None => Keys::Pending,
+                Some(k) => SigningKeys::Loaded(Arc::new(k)),
+                None => SigningKeys::Pending,
             };
-            let snapshot = Arc::new(Snapshot::new(Arc::new(config), keys));
+            let snapshot = Arc::new(Snapshot::new(Arc::new(config.policy), keys));
             let proxy =
                 crate::dev::fixture::offline_proxy(snapshot.clone(), 0, Arc::new(Metrics::new()));
             let mut headers = HeaderMap::new();
@@ -165,7 +165,7 @@ pub async fn explain(config: Config, req: &Request) -> Result<Explanation, Strin
 
 fn read_jwks(path: &Path, config: &Config) -> Result<KeySet, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("--jwks {}: {e}", path.display()))?;
-    KeySet::from_jwks(&bytes, &config.auth.algorithms, None)
+    KeySet::from_jwks(&bytes, &config.policy.auth.algorithms, None)
         .map(|(k, _)| k)
         .map_err(|e| format!("--jwks {}: {e}", path.display()))
 }

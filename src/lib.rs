@@ -37,8 +37,6 @@ pub mod snapshot;
 // against them (tests, benches, fuzz, work in flight) still builds. New code names the rooms:
 // `callee::validate`, `net::listener`, ...
 #[doc(hidden)]
-pub use callee::validate::fetch as keys;
-#[doc(hidden)]
 pub use callee::{
     authorize, extract, forward, normalize, pipeline, principal, reject, respond, rewrite, validate,
 };
@@ -54,8 +52,12 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use callee::forward::Upstream;
+use callee::pipeline::Proxy;
+use callee::validate::cache::TokenCache;
+use callee::validate::fetch::KeyFetcher;
 pub use config::{Config, SidecarConfig};
-use snapshot::{Keys, Snapshot, SnapshotCell};
+use snapshot::{SigningKeys, Snapshot, SnapshotCell};
 
 /// Installs the process-wide crypto providers (aws-lc-rs for rustls and jsonwebtoken) so that no
 /// stray crate feature can change them or make the first use panic. Idempotent.
@@ -81,9 +83,10 @@ pub struct Running {
 
 /// The callee side's handles.
 struct CalleeState {
+    startup: config::Startup,
     tls: Option<Arc<net::tls::Acceptor>>,
     cell: Arc<SnapshotCell>,
-    key_fetcher: Arc<keys::KeyFetcher>,
+    key_fetcher: Arc<KeyFetcher>,
     fetcher: JoinHandle<()>,
 }
 
@@ -104,19 +107,15 @@ pub async fn start_sidecar(config: SidecarConfig) -> io::Result<Running> {
     let callee = match config.callee {
         None => None,
         Some(c) => {
-            let public = TcpListener::bind(c.listen).await.map_err(|e| {
-                io::Error::new(e.kind(), format!("listen.address {}: {e}", c.listen))
+            let public = TcpListener::bind(c.startup.listen).await.map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("listen.address {}: {e}", c.startup.listen),
+                )
             })?;
             public_addr = public.local_addr()?;
-            upstream = c.upstream.url.to_string();
-            let tls = match &c.listen_tls {
-                None => None,
-                Some(files) => Some(Arc::new(
-                    net::tls::Acceptor::load(files.clone())
-                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
-                )),
-            };
-            let (state, server) = start_callee(c, public, tls, &metrics, rx.clone());
+            upstream = c.policy.upstream.url.to_string();
+            let (state, server) = start_callee(c, public, &metrics, rx.clone())?;
             servers.push(server);
             Some(state)
         }
@@ -142,7 +141,7 @@ pub async fn start_sidecar(config: SidecarConfig) -> io::Result<Running> {
 
     let callee_ready = callee.as_ref().map(|c| c.cell.clone());
     let caller_ready = caller.as_ref().map(|c| c.readiness());
-    servers.push(tokio::spawn(listener::serve(
+    servers.push(tokio::spawn(net::listener::serve(
         admin,
         config.limits.clone(),
         None,
@@ -170,11 +169,10 @@ pub async fn start_sidecar(config: SidecarConfig) -> io::Result<Running> {
         .as_ref()
         .map(|c| c.egress_addrs.iter().map(|a| a.to_string()).collect())
         .unwrap_or_default();
-    let tls = callee.as_ref().is_some_and(|c| c.tls.is_some());
     tracing::info!(
         %public_addr,
         %admin_addr,
-        tls,
+        tls = callee.as_ref().is_some_and(|c| c.tls.is_some()),
         %upstream,
         identity_endpoint = %endpoint,
         egress = %egress.join(","),
@@ -191,35 +189,42 @@ pub async fn start_sidecar(config: SidecarConfig) -> io::Result<Running> {
     })
 }
 
-/// The callee side on `public`: key fetcher and pipeline.
+/// The callee side on `public`: TLS, key fetcher and pipeline.
 fn start_callee(
     config: Config,
     public: TcpListener,
-    tls: Option<Arc<net::tls::Acceptor>>,
     metrics: &Arc<metrics::Metrics>,
     shutdown: watch::Receiver<bool>,
-) -> (CalleeState, JoinHandle<()>) {
-    let config = Arc::new(config);
+) -> io::Result<(CalleeState, JoinHandle<()>)> {
+    let Config { startup, policy } = config;
+    let tls = match &startup.listen_tls {
+        None => None,
+        Some(files) => Some(Arc::new(
+            net::tls::Acceptor::load(files.clone())
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
+        )),
+    };
     let cell: Arc<SnapshotCell> = Arc::new(ArcSwap::from_pointee(Snapshot::new(
-        config.clone(),
-        Keys::Pending,
+        Arc::new(policy),
+        SigningKeys::Pending,
     )));
-    let key_fetcher = Arc::new(keys::KeyFetcher::new(
+    let key_fetcher = Arc::new(KeyFetcher::new(
         cell.clone(),
         metrics.clone(),
-        &config.extra_ca_certs,
+        &startup.extra_ca_certs,
     ));
     let fetcher = tokio::spawn(key_fetcher.clone().run());
-    let proxy = Arc::new(pipeline::Proxy::new(
+
+    let proxy = Arc::new(Proxy::new(
         cell.clone(),
-        validate::cache::TokenCache::new(config.cache.max_entries, config.cache.max_bytes),
+        TokenCache::new(startup.cache.max_entries, startup.cache.max_bytes),
         metrics.clone(),
         key_fetcher.clone(),
-        forward::Upstream::new(&config.upstream, &config.extra_ca_certs),
+        Upstream::new(&startup.upstream_pool, &startup.extra_ca_certs),
     ));
-    let server = tokio::spawn(listener::serve(
+    let server = tokio::spawn(net::listener::serve(
         public,
-        config.limits.clone(),
+        startup.limits.clone(),
         tls.clone(),
         move |req, conn| {
             let proxy = proxy.clone();
@@ -228,33 +233,38 @@ fn start_callee(
         shutdown,
     ));
     let state = CalleeState {
+        startup,
         tls,
         cell,
         key_fetcher,
         fetcher,
     };
-    (state, server)
+    Ok((state, server))
 }
 
 impl Running {
-    /// Swaps in a new callee-side config for new requests. Settings fixed at start (listener
-    /// addresses and limits, upstream connection pool, cache size, TLS trust) cannot change this
-    /// way: such a config is refused whole, naming them, so nothing half-applies.
+    /// Swaps in a new policy for new requests. Settings fixed at start ([`config::Startup`]:
+    /// listener addresses and limits, upstream connection pool, cache size, TLS trust) cannot
+    /// change this way: a config that differs there is refused whole, naming them, so nothing
+    /// half-applies.
     pub fn reload(&self, config: Config) -> Result<(), String> {
         let Some(callee) = &self.callee else {
             return Err("this process runs no callee side ([auth]); restart to add one".into());
         };
-        let current = callee.cell.load();
-        let fixed = restart_required(&current.config, &config);
-        if !fixed.is_empty() {
-            return Err(format!(
-                "{} cannot change without a restart",
-                fixed.join(", ")
-            ));
+        let Config { startup, policy } = config;
+        if startup != callee.startup {
+            let changed = callee.startup.changed(&startup);
+            let names = if changed.is_empty() {
+                "start-only settings".to_string()
+            } else {
+                changed.join(", ")
+            };
+            return Err(format!("{names} cannot change without a restart"));
         }
-        let same_key_source = config.auth.keys == current.config.auth.keys
-            && config.auth.algorithms == current.config.auth.algorithms;
-        snapshot::store_config(&callee.cell, Arc::new(config));
+        let current = callee.cell.load();
+        let (old, new) = (&current.policy.auth, &policy.auth);
+        let same_key_source = new.key_source == old.key_source && new.algorithms == old.algorithms;
+        snapshot::store_policy(&callee.cell, Arc::new(policy));
         if !same_key_source {
             callee.key_fetcher.refresh_now();
         }
@@ -314,48 +324,6 @@ impl Running {
             c.fetcher.abort();
         }
     }
-}
-
-/// The settings that differ between `old` and `new` but are only read at start.
-fn restart_required(old: &Config, new: &Config) -> Vec<&'static str> {
-    let (o, n) = (&old.limits, &new.limits);
-    let checks = [
-        ("listen.address", old.listen != new.listen),
-        (
-            "listen.tls_* (file paths; their contents reload)",
-            old.listen_tls != new.listen_tls,
-        ),
-        ("admin.address", old.admin != new.admin),
-        (
-            "upstream.connect_timeout",
-            old.upstream.connect_timeout != new.upstream.connect_timeout,
-        ),
-        (
-            "upstream.pool_idle_timeout",
-            old.upstream.pool_idle_timeout != new.upstream.pool_idle_timeout,
-        ),
-        (
-            "cache",
-            old.cache.max_entries != new.cache.max_entries
-                || old.cache.max_bytes != new.cache.max_bytes,
-        ),
-        ("tls.ca_file", old.extra_ca_certs != new.extra_ca_certs),
-        (
-            "limits (except max_body_bytes)",
-            o.header_read_timeout != n.header_read_timeout
-                || o.shutdown_grace != n.shutdown_grace
-                || o.max_concurrent_streams != n.max_concurrent_streams
-                || o.max_header_bytes != n.max_header_bytes
-                || o.max_connections != n.max_connections
-                || o.max_headers != n.max_headers
-                || o.idle_timeout != n.idle_timeout,
-        ),
-    ];
-    checks
-        .into_iter()
-        .filter(|(_, changed)| *changed)
-        .map(|(k, _)| k)
-        .collect()
 }
 
 /// Resolves on SIGTERM or SIGINT.

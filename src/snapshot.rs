@@ -1,19 +1,21 @@
-//! Everything a request reads, in one value swapped whole.
+//! Everything a request reads, in one value swapped whole: the [`Policy`] and the signing keys.
 //!
 //! A request loads the snapshot once and uses that view to the end, so a key refresh or a config
 //! reload in the middle of a request can never pair the old rules with the new keys (or the
 //! reverse). Writers build a new snapshot off the request path and store it with one atomic swap.
+//! Start-only settings ([`crate::config::Startup`]) are not here: nothing on the request path
+//! reads them back out of the hot cell.
 
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::config::Config;
+use crate::config::Policy;
 use crate::validate::{KeySet, ValidationPolicy};
 
 /// Signing keys, as far as we know them.
 #[derive(Clone)]
-pub enum Keys {
+pub enum SigningKeys {
     /// Nothing fetched successfully yet: not ready, every protected request fails closed.
     Pending,
     /// The last good key set.
@@ -22,11 +24,11 @@ pub enum Keys {
 
 /// The hot state.
 pub struct Snapshot {
-    /// The effective configuration (policy, rules, upstream).
-    pub config: Arc<Config>,
+    /// The reloadable configuration (upstream, validation, rules, key refresh).
+    pub policy: Arc<Policy>,
     /// The signing keys.
-    pub keys: Keys,
-    /// Bumped by every config swap: a token validated under another policy (issuers,
+    pub keys: SigningKeys,
+    /// Bumped by every policy swap: a token validated under another policy (issuers,
     /// audiences, skew, ...) must be validated again, so the cache keys its entries by this.
     pub policy_generation: u64,
     clock_skew_secs: u64,
@@ -34,16 +36,16 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// A snapshot with `config` and `keys`.
-    pub fn new(config: Arc<Config>, keys: Keys) -> Snapshot {
-        Snapshot::with_generation(config, keys, 0)
+    /// A snapshot with `policy` and `keys`.
+    pub fn new(policy: Arc<Policy>, keys: SigningKeys) -> Snapshot {
+        Snapshot::with_generation(policy, keys, 0)
     }
 
-    fn with_generation(config: Arc<Config>, keys: Keys, policy_generation: u64) -> Snapshot {
-        let clock_skew_secs = config.auth.clock_skew.as_secs();
-        let max_lifetime_secs = config.auth.max_token_lifetime.as_secs();
+    fn with_generation(policy: Arc<Policy>, keys: SigningKeys, policy_generation: u64) -> Snapshot {
+        let clock_skew_secs = policy.auth.clock_skew.as_secs();
+        let max_lifetime_secs = policy.auth.max_token_lifetime.as_secs();
         Snapshot {
-            config,
+            policy,
             keys,
             policy_generation,
             clock_skew_secs,
@@ -51,9 +53,9 @@ impl Snapshot {
         }
     }
 
-    /// The validation parameters, borrowed.
-    pub fn policy(&self) -> ValidationPolicy<'_> {
-        let a = &self.config.auth;
+    /// The token validation parameters, borrowed.
+    pub fn validation(&self) -> ValidationPolicy<'_> {
+        let a = &self.policy.auth;
         ValidationPolicy {
             issuers: &a.issuers,
             audiences: &a.token_audiences,
@@ -65,27 +67,27 @@ impl Snapshot {
 
     /// Whether signing keys are loaded (the readiness condition).
     pub fn ready(&self) -> bool {
-        matches!(self.keys, Keys::Loaded(_))
+        matches!(self.keys, SigningKeys::Loaded(_))
     }
 }
 
 /// The one swappable cell.
 pub type SnapshotCell = ArcSwap<Snapshot>;
 
-/// Replaces the keys, keeping the current config.
+/// Replaces the keys, keeping the current policy.
 pub fn store_keys(cell: &SnapshotCell, keys: Arc<KeySet>) {
     cell.rcu(|cur| {
         Snapshot::with_generation(
-            cur.config.clone(),
-            Keys::Loaded(keys.clone()),
+            cur.policy.clone(),
+            SigningKeys::Loaded(keys.clone()),
             cur.policy_generation,
         )
     });
 }
 
-/// Replaces the config, keeping the current keys.
-pub fn store_config(cell: &SnapshotCell, config: Arc<Config>) {
+/// Replaces the policy, keeping the current keys.
+pub fn store_policy(cell: &SnapshotCell, policy: Arc<Policy>) {
     cell.rcu(|cur| {
-        Snapshot::with_generation(config.clone(), cur.keys.clone(), cur.policy_generation + 1)
+        Snapshot::with_generation(policy.clone(), cur.keys.clone(), cur.policy_generation + 1)
     });
 }

@@ -36,7 +36,7 @@ use tokengate::dev::{DevIssuer, DEV_CALLER_APP};
 use tokengate::extract;
 use tokengate::metrics::Metrics;
 use tokengate::pipeline::unix_now;
-use tokengate::snapshot::{Keys, Snapshot};
+use tokengate::snapshot::{SigningKeys, Snapshot};
 use tokengate::validate::cache::{CachedIdentity, TokenCache};
 use tokengate::validate::{self, Algorithm, KeySet};
 
@@ -154,7 +154,10 @@ impl Fixture {
                 .expect("jwks");
         assert_eq!(skipped, 0);
         let keys = Arc::new(keys);
-        let snapshot = Arc::new(Snapshot::new(Arc::new(config), Keys::Loaded(keys.clone())));
+        let snapshot = Arc::new(Snapshot::new(
+            Arc::new(config.policy),
+            SigningKeys::Loaded(keys.clone()),
+        ));
         Fixture {
             issuer,
             snapshot,
@@ -194,9 +197,9 @@ fn validate_and_authorize(
     scratch: &mut Vec<u8>,
     now: u64,
 ) -> Result<u64, tokengate::reject::Rejection> {
-    let auth = &fx.snapshot.config.auth;
+    let auth = &fx.snapshot.policy.auth;
     let token = extract::bearer_token(headers, auth.max_token_size)?;
-    let verified = validate::validate(token, &fx.snapshot.policy(), &fx.keys, now, scratch)?;
+    let verified = validate::validate(token, &fx.snapshot.validation(), &fx.keys, now, scratch)?;
     authorize::authorize(auth, &verified.claims, PATH, &Method::GET)?;
     Ok(verified.expires_at)
 }
@@ -280,7 +283,7 @@ fn refusals_allocate_nothing() {
 #[test]
 fn hit_allocates_nothing() {
     let fx = Fixture::new();
-    let auth = &fx.snapshot.config.auth;
+    let auth = &fx.snapshot.policy.auth;
     let cache = TokenCache::new(1000, 1 << 20);
     let now = unix_now();
     let mut scratch = Vec::with_capacity(48 * 1024);
@@ -290,9 +293,14 @@ fn hit_allocates_nothing() {
         .enumerate()
     {
         let token = fx.token(alg, v, i as u64);
-        let verified =
-            validate::validate(&token, &fx.snapshot.policy(), &fx.keys, now, &mut scratch)
-                .expect("valid");
+        let verified = validate::validate(
+            &token,
+            &fx.snapshot.validation(),
+            &fx.keys,
+            now,
+            &mut scratch,
+        )
+        .expect("valid");
         let entry = CachedIdentity::new(&token, &verified, 0).expect("entry");
         cache.insert(Arc::new(entry), now);
         headers.push((alg, v, bearer(&token)));
@@ -382,7 +390,7 @@ fn escaped_strings_still_validate() {
     let mut scratch = Vec::new();
     let verified = validate::validate(
         &token,
-        &fx.snapshot.policy(),
+        &fx.snapshot.validation(),
         &keys,
         unix_now(),
         &mut scratch,
@@ -401,8 +409,14 @@ fn cache_heap_stays_near_its_byte_bound() {
     let now = unix_now();
     let token = fx.token("RS256", 2, 0);
     let mut scratch = Vec::new();
-    let verified = validate::validate(&token, &fx.snapshot.policy(), &fx.keys, now, &mut scratch)
-        .expect("valid");
+    let verified = validate::validate(
+        &token,
+        &fx.snapshot.validation(),
+        &fx.keys,
+        now,
+        &mut scratch,
+    )
+    .expect("valid");
     let max_bytes = 4 << 20;
     let cache = TokenCache::new(1_000_000, max_bytes);
     let ((), net) = allocations_net(|| {

@@ -88,7 +88,7 @@ roles = ["App.Admin"]
 "#;
 
 static AUTH: LazyLock<AuthConfig> =
-    LazyLock::new(|| Config::from_toml(POLICY).expect("test policy").auth);
+    LazyLock::new(|| Config::from_toml(POLICY).expect("test policy").policy.auth);
 
 struct Caller(&'static [&'static str]);
 

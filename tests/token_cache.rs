@@ -17,7 +17,7 @@ use tokengate::dev::fixture::offline_proxy;
 use tokengate::dev::{DevIssuer, SigningKey, DEV_AUDIENCE};
 use tokengate::metrics::Metrics;
 use tokengate::pipeline::unix_now;
-use tokengate::snapshot::{Keys, Snapshot};
+use tokengate::snapshot::{SigningKeys, Snapshot};
 use tokengate::validate::cache::{CachedIdentity, Lookup, TokenCache};
 use tokengate::validate::{self, Algorithm, KeySet};
 
@@ -48,7 +48,7 @@ algorithms = ["RS256", "ES256"]
             v2 = tokengate::dev::v2_issuer(&issuer.tenant),
         ))
         .expect("config");
-        let snapshot = Snapshot::new(Arc::new(config), Keys::Loaded(keys.clone()));
+        let snapshot = Snapshot::new(Arc::new(config.policy), SigningKeys::Loaded(keys.clone()));
         Fixture {
             issuer,
             snapshot,
@@ -68,7 +68,7 @@ algorithms = ["RS256", "ES256"]
         let mut scratch = Vec::new();
         let verified = validate::validate(
             token,
-            &self.snapshot.policy(),
+            &self.snapshot.validation(),
             &self.keys,
             now,
             &mut scratch,
@@ -257,8 +257,8 @@ fn only_the_exact_token_hits() {
 fn hits_and_misses_are_counted() {
     let fx = Fixture::new();
     let snapshot = Arc::new(Snapshot::new(
-        fx.snapshot.config.clone(),
-        Keys::Loaded(fx.keys.clone()),
+        fx.snapshot.policy.clone(),
+        SigningKeys::Loaded(fx.keys.clone()),
     ));
     let metrics = Arc::new(Metrics::new());
     let proxy = offline_proxy(snapshot.clone(), 100, metrics.clone());

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use tokengate::config::Config;
 use tokengate::dev::DevIssuer;
-use tokengate::snapshot::{Keys, Snapshot};
+use tokengate::snapshot::{SigningKeys, Snapshot};
 use tokengate::validate::{Algorithm, KeySet};
 
 /// The request path every authorized bench request uses; two rules cover it.
@@ -45,7 +45,10 @@ impl Fixture {
             KeySet::from_jwks(jwks.as_bytes(), &[Algorithm::Rs256, Algorithm::Es256], None)
                 .expect("bench jwks");
         let keys = Arc::new(keys);
-        let snapshot = Arc::new(Snapshot::new(Arc::new(config), Keys::Loaded(keys.clone())));
+        let snapshot = Arc::new(Snapshot::new(
+            Arc::new(config.policy),
+            SigningKeys::Loaded(keys.clone()),
+        ));
         Fixture {
             issuer,
             snapshot,

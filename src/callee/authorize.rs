@@ -280,7 +280,7 @@ issuers = ["i"]
 audiences = ["a"]
 {extra}"#
         );
-        Config::from_toml(&text).unwrap().auth
+        Config::from_toml(&text).unwrap().policy.auth
     }
 
     const RULES: &str = r#"excluded_paths = ["/public", "/healthz"]

@@ -29,7 +29,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::pki_types::CertificateDer;
 use tokio::sync::oneshot;
 
-use crate::config::{UpstreamConfig, UpstreamProtocol};
+use crate::config::{UpstreamPool, UpstreamProtocol};
 use crate::net::client::{connector_for, Alpn, HttpsConnector};
 use crate::reject::Rejection;
 
@@ -72,8 +72,8 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// Pooled clients configured from `[upstream]`.
-    pub fn new(cfg: &UpstreamConfig, extra_ca: &[CertificateDer<'static>]) -> Upstream {
+    /// Pooled clients configured from `[upstream]`'s start-only settings.
+    pub fn new(cfg: &UpstreamPool, extra_ca: &[CertificateDer<'static>]) -> Upstream {
         let http1 = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(cfg.pool_idle_timeout)

@@ -32,15 +32,15 @@ use crate::callee::upgrade;
 use crate::config::Mode;
 use crate::extract;
 use crate::forward::{Protocol, Upstream};
-use crate::keys::KeyFetcher;
 use crate::listener::Conn;
 use crate::metrics::Metrics;
 use crate::normalize;
 use crate::reject::Rejection;
 use crate::respond::{self, Body};
 use crate::rewrite::{self, RequestIds};
-use crate::snapshot::{Keys, Snapshot, SnapshotCell};
+use crate::snapshot::{SigningKeys, Snapshot, SnapshotCell};
 use crate::validate::cache::{CachedIdentity, TokenCache};
+use crate::validate::fetch::KeyFetcher;
 use crate::validate::validate;
 
 thread_local! {
@@ -220,7 +220,7 @@ impl Proxy {
         else {
             return first;
         };
-        let k = &snap.config.keys;
+        let k = &snap.policy.key_refresh;
         if !self
             .key_fetcher
             .unknown_kid(k.unknown_kid_cooldown, k.unknown_kid_wait)
@@ -244,7 +244,7 @@ impl Proxy {
         method: &Method,
         now: u64,
     ) -> Decision {
-        let auth = &snap.config.auth;
+        let auth = &snap.policy.auth;
         if authorize::access(auth, path, method) == Access::Anonymous && !is_auth_me(path) {
             return Decision::Anonymous;
         }
@@ -284,7 +284,7 @@ impl Proxy {
         now: u64,
     ) -> Result<Arc<CachedIdentity>, Rejection> {
         let entry = self.identify(snap, headers, now)?;
-        authorize::authorize(&snap.config.auth, &*entry, path, method)?;
+        authorize::authorize(&snap.policy.auth, &*entry, path, method)?;
         Ok(entry)
     }
 
@@ -296,11 +296,11 @@ impl Proxy {
         headers: &HeaderMap,
         now: u64,
     ) -> Result<Arc<CachedIdentity>, Rejection> {
-        let auth = &snap.config.auth;
+        let auth = &snap.policy.auth;
         let token = extract::bearer_token(headers, auth.max_token_size)?;
         let keys = match &snap.keys {
-            Keys::Loaded(k) => k,
-            Keys::Pending => return Err(Rejection::NoSigningKeys),
+            SigningKeys::Loaded(k) => k,
+            SigningKeys::Pending => return Err(Rejection::NoSigningKeys),
         };
         let (hit, _) = self.cache.get(token, keys, snap.policy_generation, now);
         self.metrics.cache(hit.is_some());
@@ -309,7 +309,7 @@ impl Proxy {
         }
         let entry = SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
-            let verified = validate(token, &snap.policy(), keys, now, &mut scratch)?;
+            let verified = validate(token, &snap.validation(), keys, now, &mut scratch)?;
             CachedIdentity::new(token, &verified, snap.policy_generation)
                 .map_err(|_| Rejection::MalformedToken)
         })?;
@@ -328,7 +328,7 @@ impl Proxy {
         conn: &Conn,
         deadline: Option<(Instant, std::time::Duration)>,
     ) -> Result<Response<Body>, Rejection> {
-        let up = &snap.config.upstream;
+        let up = &snap.policy.upstream;
         let mut req = req;
         // A WebSocket handshake goes over HTTP/1.1 whatever upstream.protocol says; the
         // client's side of the upgrade is claimed now, before the request is taken apart.
@@ -389,7 +389,7 @@ impl Proxy {
         }
         parts.uri = target;
         parts.version = protocol.version();
-        let body = match snap.config.limits.max_body_bytes {
+        let body = match snap.policy.request_limits.max_body_bytes {
             None => Either::Left(body),
             Some(max) => {
                 let declared = parts
@@ -427,7 +427,7 @@ impl Proxy {
             upgrade::spawn_splice(
                 client,
                 upstream,
-                snap.config.limits.upgrade_idle_timeout,
+                snap.policy.request_limits.upgrade_idle_timeout,
                 self.metrics.clone(),
             );
         }
@@ -443,7 +443,7 @@ fn upstream_target(snap: &Snapshot, uri: &Uri) -> Result<Uri, Rejection> {
         None => path.into_owned(),
     };
     let pq = PathAndQuery::from_maybe_shared(pq).map_err(|_| Rejection::InvalidPath)?;
-    let base = &snap.config.upstream.url;
+    let base = &snap.policy.upstream.url;
     let mut parts = http::uri::Parts::default();
     parts.scheme = base.scheme().cloned();
     parts.authority = base.authority().cloned();

@@ -20,7 +20,7 @@ use std::time::Duration;
 use http::Uri;
 use serde::Deserialize;
 
-use crate::config::{parse_duration, ConfigError, UpstreamConfig};
+use crate::config::{parse_duration, ConfigError, UpstreamConfig, UpstreamPool};
 
 use super::assertion::Certificate;
 use super::token::Resource;
@@ -145,8 +145,10 @@ pub struct EndpointConfig {
 pub struct EgressRoute {
     /// Where the app sends its calls.
     pub listen: SocketAddr,
-    /// Where they go, with the callee side's upstream settings (timeouts, pool).
+    /// Where they go, with the callee side's upstream settings.
     pub upstream: UpstreamConfig,
+    /// The route's connection pool.
+    pub pool: UpstreamPool,
     /// The token's audience.
     pub resource: Resource,
 }
@@ -604,12 +606,6 @@ impl EgressFile {
             upstream: UpstreamConfig {
                 url,
                 timeout,
-                connect_timeout,
-                pool_idle_timeout: duration(
-                    &format!("{at}.pool_idle_timeout"),
-                    self.pool_idle_timeout.as_deref(),
-                    "90s",
-                )?,
                 // The callee is addressed by its own name, and our app is not a trusted proxy.
                 preserve_host: false,
                 trust_forwarded_headers: false,
@@ -617,6 +613,14 @@ impl EgressFile {
                 forward_token: false,
                 // An app speaking h2c (gRPC) to the route gets HTTP/2 upstream, others HTTP/1.1.
                 protocol: crate::config::UpstreamProtocol::Match,
+            },
+            pool: UpstreamPool {
+                connect_timeout,
+                pool_idle_timeout: duration(
+                    &format!("{at}.pool_idle_timeout"),
+                    self.pool_idle_timeout.as_deref(),
+                    "90s",
+                )?,
             },
             resource,
         })

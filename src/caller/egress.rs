@@ -40,7 +40,7 @@ impl Egress {
         cache: Arc<TokenCache>,
         extra_ca: &[CertificateDer<'static>],
     ) -> Egress {
-        let upstream = Upstream::new(&route.upstream, extra_ca);
+        let upstream = Upstream::new(&route.pool, extra_ca);
         cache.prefetch(&route.resource);
         Egress {
             route,

@@ -32,7 +32,7 @@ impl fmt::Display for Warning {
 
 /// Every warning for `config`, in a stable order.
 pub fn lint(config: &Config) -> Vec<Warning> {
-    let a = &config.auth;
+    let a = &config.policy.auth;
     let mut out = Vec::new();
     token_versions(a, &mut out);
     anyone_can_call(a, &mut out);
@@ -170,11 +170,11 @@ fn tenants(a: &AuthConfig, out: &mut Vec<Warning>) {
                 .to_string(),
         );
     }
-    let key_url = a.keys.url().to_string();
+    let key_url = a.key_source.url().to_string();
     let Some(key_tenant) = url_tenant(&key_url) else {
         return;
     };
-    let which = match &a.keys {
+    let which = match &a.key_source {
         KeySource::Discovery(_) => "auth.openid_configuration",
         KeySource::Jwks(_) => "auth.jwks_uri",
     };

@@ -1,30 +1,38 @@
-//! Configuration: TOML file (plus `TOKENGATE_*` environment overrides) → a checked [`Config`].
+//! Configuration: TOML file (plus `TOKENGATE_*` environment overrides) → a checked [`Config`], in
+//! two parts: [`Startup`], read once when the process starts, and [`Policy`], which a reload
+//! swaps for new requests.
 //!
 //! # Contract
-//! - Parse, don't validate: the file structs mirror `proxy.toml` exactly (`deny_unknown_fields`,
-//!   so a misspelt key is an error naming the key and its line), and [`Config`] holds only parsed
-//!   types (socket addresses, URIs, durations, normalized prefixes). Code that holds a `Config`
-//!   never re-checks it.
-//! - Every default is stated where the key is declared and in `proxy.toml`.
-//! - Any key can be overridden from the environment as `TOKENGATE_<SECTION>__<KEY>` (for example
-//!   `TOKENGATE_AUTH__AUDIENCES='["api://x"]'`, `TOKENGATE_UPSTREAM__URL=http://127.0.0.1:3000`).
-//!   The value is read as a TOML value when it parses as one, else as a string.
+//! - Parse, don't validate: the file structs ([`file`]) mirror `proxy.toml` exactly
+//!   (`deny_unknown_fields`, so a misspelt key is an error naming the key and its line), and
+//!   [`Config`] holds only parsed types (socket addresses, URIs, durations, normalized prefixes).
+//!   Code that holds a `Config` never re-checks it.
+//! - Every default is stated once, in its section's `Default` impl in [`file`], and in
+//!   `proxy.toml`.
+//! - Any key can be overridden from the environment as `TOKENGATE_<SECTION>__<KEY>` ([`env`]; for
+//!   example `TOKENGATE_AUTH__AUDIENCES='["api://x"]'`,
+//!   `TOKENGATE_UPSTREAM__URL=http://127.0.0.1:3000`). The value is read as a TOML value when it
+//!   parses as one, else as a string.
+//! - Where a setting lives decides whether it can be reloaded: everything in [`Startup`] is read
+//!   once (listeners, connection pool, cache size, TLS trust) and a reload that changes any of it
+//!   is refused whole ([`Startup::changed`] names what); everything in [`Policy`] is hot.
 //! - Nothing here is secret (keys come from the IdP), so the effective config can be printed whole.
 
+mod env;
+mod file;
 pub mod lint;
 
-use std::collections::BTreeSet;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use http::Uri;
-use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
-use crate::caller;
-use crate::caller::config::{AzureEnv, CallerConfig, EgressFile, EndpointFile, IdentityFile};
+pub use file::parse_duration;
+
+use crate::caller::config::{AzureEnv, CallerConfig};
 pub use crate::net::tls::{ClientAuth, ListenTls};
 use crate::normalize::Prefix;
 use crate::validate::Algorithm;
@@ -32,46 +40,32 @@ use crate::validate::Algorithm;
 /// Everything the proxy needs, parsed and checked.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Public listener (HTTP/1.1 and h2c prior knowledge, or TLS with ALPN h2/http1.1).
-    pub listen: SocketAddr,
-    /// TLS on the public listener: file paths (start-only; contents re-read on SIGHUP).
-    pub listen_tls: Option<ListenTls>,
-    /// Admin listener (`/healthz`, `/readyz`, `/metrics`).
-    pub admin: SocketAddr,
-    /// The callee.
-    pub upstream: UpstreamConfig,
-    /// Token validation and authorization.
-    pub auth: AuthConfig,
-    /// Key fetching timings.
-    pub keys: KeysConfig,
-    /// Verified-token cache bounds.
-    pub cache: CacheConfig,
-    /// Connection and request limits.
-    pub limits: LimitsConfig,
-    /// Extra CA certificates trusted for https upstreams and IdPs, besides the system's.
-    pub extra_ca_certs: Vec<rustls::pki_types::CertificateDer<'static>>,
+    /// Read once at start.
+    pub startup: Startup,
+    /// Swapped by a reload.
+    pub policy: Policy,
 }
 
 /// A whole config file: the callee side (`[auth]`), the caller side (`[identity]`), or both,
-/// with what they share. The callee side's [`Config`] is unchanged by the caller side's
+/// with what they share. The callee side's [`Config`] does not change with the caller side's
 /// existence: code that validates requests never sees `[identity]`.
 #[derive(Debug, Clone)]
 pub struct SidecarConfig {
     /// The callee side, when the file has `[auth]` (and then `[upstream]`).
     pub callee: Option<Config>,
-    /// The caller side, when the file has `[identity]`.
+    /// The caller side, when the file has `[identity]`. Read once at start.
     pub caller: Option<CallerConfig>,
     /// Admin listener (`/healthz`, `/readyz`, `/metrics`), shared by both sides.
     pub admin: SocketAddr,
-    /// Connection and request limits, for every listener.
+    /// Connection limits, for every listener.
     pub limits: LimitsConfig,
-    /// Extra CA certificates for every outgoing https connection.
+    /// Extra CA certificates for every outgoing https connection (`tls.ca_file`).
     pub extra_ca_certs: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 impl SidecarConfig {
-    /// Reads `path`, applies `TOKENGATE_*` overrides and `AZURE_*` defaults from the process
-    /// environment, and checks.
+    /// Reads `path`, applies `TOKENGATE_*` overrides and the caller side's `AZURE_*` defaults
+    /// from the process environment, and checks.
     pub fn load(path: &Path) -> Result<SidecarConfig, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::new(format!("{}: {e}", path.display())))?;
@@ -93,33 +87,29 @@ impl SidecarConfig {
         let env: Vec<(String, String)> = env.into_iter().collect();
         let azure = AzureEnv::from_pairs(&env);
         // The file alone first, so errors carry its line numbers.
-        let file: FileConfig = toml::from_str(text).map_err(|e| ConfigError::new(e.to_string()))?;
-        let overrides: Vec<&(String, String)> = env
-            .iter()
-            // Only TOKENGATE_<SECTION>__<KEY> names are overrides; other TOKENGATE_* variables
-            // (TOKENGATE_CONFIG, TOKENGATE_LOG, tooling) are none of the config's business.
-            .filter(|(k, _)| k.starts_with("TOKENGATE_") && k.contains("__"))
-            .collect();
+        let file: file::FileConfig =
+            toml::from_str(text).map_err(|e| ConfigError::new(e.to_string()))?;
+        let overrides: Vec<&(String, String)> =
+            env.iter().filter(|(k, _)| env::is_override(k)).collect();
         if overrides.is_empty() {
             return file.check(&azure);
         }
         let mut table: toml::Table =
             toml::from_str(text).map_err(|e| ConfigError::new(e.to_string()))?;
         for (name, value) in overrides {
-            apply_override(&mut table, name, value)?;
+            env::apply_override(&mut table, name, value)?;
         }
-        let file = FileConfig::deserialize(table)
+        let file = file::FileConfig::deserialize(table)
             .map_err(|e| ConfigError::new(format!("after environment overrides: {e}")))?;
         file.check(&azure)
     }
 
     /// A human summary of the effective settings of both sides, for `tokengate check`.
     pub fn summary(&self) -> String {
-        let mut s = String::new();
-        match &self.callee {
-            Some(c) => s.push_str(&c.summary()),
-            None => s.push_str(&format!("admin         {}\n", self.admin)),
-        }
+        let mut s = match &self.callee {
+            Some(c) => c.summary(),
+            None => format!("admin         {}\n", self.admin),
+        };
         if let Some(c) = &self.caller {
             s.push_str(&c.summary());
         }
@@ -139,26 +129,114 @@ impl From<Config> for SidecarConfig {
     /// A callee-only process.
     fn from(config: Config) -> SidecarConfig {
         SidecarConfig {
-            admin: config.admin,
-            limits: config.limits.clone(),
-            extra_ca_certs: config.extra_ca_certs.clone(),
+            admin: config.startup.admin,
+            limits: config.startup.limits.clone(),
+            extra_ca_certs: config.startup.extra_ca_certs.clone(),
             callee: Some(config),
             caller: None,
         }
     }
 }
 
-/// Where and how requests are forwarded.
+/// Why [`Config::load`] refuses a file that only has the caller side.
+const NO_CALLEE: &str = "no [auth] section: the callee side needs [auth] and [upstream]";
+
+/// The settings read once, when the process starts. Compared whole on reload: any difference
+/// refuses the reload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Startup {
+    /// Public listener (HTTP/1.1 and h2c prior knowledge, or TLS with ALPN h2/http1.1):
+    /// `listen.address`.
+    pub listen: SocketAddr,
+    /// TLS on the public listener: file paths (`listen.tls_*`; their contents are re-read on
+    /// SIGHUP, the paths only at start).
+    pub listen_tls: Option<ListenTls>,
+    /// Admin listener (`/healthz`, `/readyz`, `/metrics`): `admin.address`.
+    pub admin: SocketAddr,
+    /// The upstream connection pool.
+    pub upstream_pool: UpstreamPool,
+    /// Verified-token cache bounds.
+    pub cache: CacheConfig,
+    /// Connection limits.
+    pub limits: LimitsConfig,
+    /// Extra CA certificates trusted for https upstreams and IdPs, besides the system's
+    /// (`tls.ca_file`).
+    pub extra_ca_certs: Vec<rustls::pki_types::CertificateDer<'static>>,
+}
+
+impl Startup {
+    /// The keys of the settings that differ between `self` and `new`, for the reload error.
+    /// The destructuring has no `..`, so a new start-only field cannot compile until it is named
+    /// here; the refusal itself is `self != new`, so it never depends on this list.
+    pub fn changed(&self, new: &Startup) -> Vec<&'static str> {
+        let Startup {
+            listen,
+            listen_tls,
+            admin,
+            upstream_pool:
+                UpstreamPool {
+                    connect_timeout,
+                    pool_idle_timeout,
+                },
+            cache,
+            limits,
+            extra_ca_certs,
+        } = self;
+        [
+            ("listen.address", *listen != new.listen),
+            (
+                "listen.tls_* (file paths; their contents reload)",
+                *listen_tls != new.listen_tls,
+            ),
+            ("admin.address", *admin != new.admin),
+            (
+                "upstream.connect_timeout",
+                *connect_timeout != new.upstream_pool.connect_timeout,
+            ),
+            (
+                "upstream.pool_idle_timeout",
+                *pool_idle_timeout != new.upstream_pool.pool_idle_timeout,
+            ),
+            ("cache", *cache != new.cache),
+            ("tls.ca_file", *extra_ca_certs != new.extra_ca_certs),
+            ("limits (except max_body_bytes)", *limits != new.limits),
+        ]
+        .into_iter()
+        .filter_map(|(key, changed)| changed.then_some(key))
+        .collect()
+    }
+}
+
+/// The settings a reload swaps: what requests are checked against and where they go.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Where and how requests are forwarded.
+    pub upstream: UpstreamConfig,
+    /// Token validation and authorization.
+    pub auth: AuthConfig,
+    /// Signing-key refresh timings (the `[keys]` section).
+    pub key_refresh: KeyRefreshConfig,
+    /// The per-request part of `[limits]`.
+    pub request_limits: RequestLimits,
+}
+
+/// The per-request part of `[limits]`, read from the snapshot by each request (so reloadable).
+#[derive(Debug, Clone)]
+pub struct RequestLimits {
+    /// Largest request body forwarded (`limits.max_body_bytes`); `None` means no limit.
+    pub max_body_bytes: Option<u64>,
+    /// An upgraded (WebSocket) connection with no bytes moving either way for this long is
+    /// closed (`limits.upgrade_idle_timeout`).
+    pub upgrade_idle_timeout: Duration,
+}
+
+/// Where and how requests are forwarded (the reloadable part of `[upstream]`).
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
     /// `http` or `https` scheme plus authority; the request's path and query are appended.
     pub url: Uri,
     /// Time to the upstream's response head before 504.
     pub timeout: Duration,
-    /// Time to establish a TCP connection before 502.
-    pub connect_timeout: Duration,
-    /// Idle pooled connections are closed after this long.
-    pub pool_idle_timeout: Duration,
     /// Keep the client's `Host` header (true) or send the upstream's authority (false).
     pub preserve_host: bool,
     /// Keep client-sent `X-Forwarded-Proto`/`-Host` and append to `X-Forwarded-For` (true), or
@@ -167,7 +245,7 @@ pub struct UpstreamConfig {
     /// Forward the validated token as `X-MS-TOKEN-AAD-ACCESS-TOKEN` (EasyAuth's token-store
     /// header) for callees that make on-behalf-of calls. Client-sent copies are always stripped.
     pub forward_token: bool,
-    /// The protocol spoken to the upstream.
+    /// The protocol spoken to the upstream (`upstream.protocol`).
     pub protocol: UpstreamProtocol,
 }
 
@@ -183,7 +261,16 @@ pub enum UpstreamProtocol {
     Match,
 }
 
-/// Where keys come from.
+/// The upstream connection pool (the start-only part of `[upstream]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamPool {
+    /// Time to establish a TCP connection before 502.
+    pub connect_timeout: Duration,
+    /// Idle pooled connections are closed after this long.
+    pub pool_idle_timeout: Duration,
+}
+
+/// Where signing keys come from (`auth.openid_configuration` or `auth.jwks_uri`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeySource {
     /// OIDC discovery document; its `jwks_uri` is followed.
@@ -205,7 +292,7 @@ impl KeySource {
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
     /// Discovery document or JWKS.
-    pub keys: KeySource,
+    pub key_source: KeySource,
     /// Accepted `iss` values, compared exactly; an entry holding `{tenantid}` is a template
     /// matched against the token's GUID `tid` (see [`issuer_matches`]).
     pub issuers: Vec<String>,
@@ -335,9 +422,9 @@ pub fn is_guid(s: &str) -> bool {
         })
 }
 
-/// Timings of discovery/JWKS fetches.
+/// Timings of discovery/JWKS fetches (the `[keys]` section).
 #[derive(Debug, Clone)]
-pub struct KeysConfig {
+pub struct KeyRefreshConfig {
     /// How often keys are refreshed while everything is healthy.
     pub refresh_interval: Duration,
     /// At most one unknown-`kid` fetch per this period.
@@ -351,7 +438,7 @@ pub struct KeysConfig {
 }
 
 /// Verified-token cache bounds.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheConfig {
     /// Most entries held; 0 disables the cache.
     pub max_entries: usize,
@@ -359,8 +446,8 @@ pub struct CacheConfig {
     pub max_bytes: usize,
 }
 
-/// Connection and request limits.
-#[derive(Debug, Clone)]
+/// Connection limits (`[limits]` except the per-request ones in [`RequestLimits`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitsConfig {
     /// Time allowed to receive a request's headers (slowloris).
     pub header_read_timeout: Duration,
@@ -374,13 +461,8 @@ pub struct LimitsConfig {
     pub max_connections: usize,
     /// Most request header fields (HTTP/1.1).
     pub max_headers: usize,
-    /// Largest request body forwarded; `None` means no limit.
-    pub max_body_bytes: Option<u64>,
     /// A connection with no bytes moving for this long is closed (after any in-flight request).
     pub idle_timeout: Duration,
-    /// An upgraded (WebSocket) connection with no bytes moving either way for this long is
-    /// closed.
-    pub upgrade_idle_timeout: Duration,
 }
 
 /// A config that could not be loaded, with the message shown to the operator.
@@ -421,7 +503,8 @@ impl Config {
         Config::from_toml_with_env(text, std::iter::empty())
     }
 
-    /// Parses TOML text, then applies overrides from `env` (name, value) pairs.
+    /// Parses TOML text, then applies overrides from `env` (name, value) pairs. The file must
+    /// have the callee side (`[auth]`).
     pub fn from_toml_with_env(
         text: &str,
         env: impl IntoIterator<Item = (String, String)>,
@@ -435,7 +518,7 @@ impl Config {
     pub fn summary(&self) -> String {
         use std::fmt::Write;
         let mut s = String::new();
-        let a = &self.auth;
+        let (a, st) = (&self.policy.auth, &self.startup);
         let list = |v: &[String]| {
             if v.is_empty() {
                 "any".to_string()
@@ -443,14 +526,14 @@ impl Config {
                 v.join(", ")
             }
         };
-        let _ = writeln!(s, "listen        {}", self.listen);
-        let _ = writeln!(s, "admin         {}", self.admin);
+        let _ = writeln!(s, "listen        {}", st.listen);
+        let _ = writeln!(s, "admin         {}", st.admin);
         let _ = writeln!(
             s,
             "upstream      {} (timeout {:?})",
-            self.upstream.url, self.upstream.timeout
+            self.policy.upstream.url, self.policy.upstream.timeout
         );
-        let source = match &a.keys {
+        let source = match &a.key_source {
             KeySource::Discovery(u) => format!("discovery {u}"),
             KeySource::Jwks(u) => format!("jwks {u}"),
         };
@@ -493,874 +576,6 @@ impl Config {
     }
 }
 
-/// Sets `TOKENGATE_A__B__C=value` at `a.b.c` in `table`.
-fn apply_override(table: &mut toml::Table, name: &str, value: &str) -> Result<(), ConfigError> {
-    let path: Vec<String> = name["TOKENGATE_".len()..]
-        .split("__")
-        .map(|p| p.to_ascii_lowercase())
-        .collect();
-    if path.len() < 2 || path.iter().any(|p| p.is_empty()) {
-        return Err(ConfigError::new(format!(
-            "environment variable {name}: expected TOKENGATE_<SECTION>__<KEY>"
-        )));
-    }
-    let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(value.to_string()));
-    let (last, sections) = path.split_last().expect("len >= 2");
-    let mut cursor = table;
-    for section in sections {
-        let entry = cursor
-            .entry(section.clone())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        cursor = match entry {
-            toml::Value::Table(t) => t,
-            _ => {
-                return Err(ConfigError::new(format!(
-                    "environment variable {name}: `{section}` is not a table"
-                )))
-            }
-        };
-    }
-    cursor.insert(last.clone(), parsed);
-    Ok(())
-}
-
-/// Why [`Config::load`] refuses a file that only has the caller side.
-const NO_CALLEE: &str = "no [auth] section: the callee side needs [auth] and [upstream]";
-
-// ---- The file's shape. Field docs state defaults; proxy.toml repeats them. ----
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    /// Callee side only. Default: see `ListenFile`.
-    listen: Option<ListenFile>,
-    /// Required with `[auth]`.
-    upstream: Option<UpstreamFile>,
-    #[serde(default)]
-    admin: AdminFile,
-    /// The callee side runs when this is present.
-    auth: Option<AuthFile>,
-    /// The caller side runs when this is present.
-    identity: Option<IdentityFile>,
-    identity_endpoint: Option<EndpointFile>,
-    #[serde(default)]
-    egress: Vec<EgressFile>,
-    #[serde(default)]
-    keys: KeysFile,
-    #[serde(default)]
-    cache: CacheFile,
-    #[serde(default)]
-    limits: LimitsFile,
-    #[serde(default)]
-    tls: TlsFile,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TlsFile {
-    /// PEM file of extra CA certificates. Default: none (system CAs only).
-    ca_file: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListenFile {
-    /// Default `0.0.0.0:8080`.
-    #[serde(default = "default_listen")]
-    address: String,
-    /// PEM certificate chain; with `tls_key_file` turns TLS on. Default: none (plain HTTP).
-    tls_cert_file: Option<String>,
-    /// PEM private key for `tls_cert_file`. Default: none.
-    tls_key_file: Option<String>,
-    /// PEM CA certificates that client certificates must chain to. Default: none (no client
-    /// certificates asked for).
-    tls_client_ca_file: Option<String>,
-    /// `"optional"` (default) or `"required"`; only with `tls_client_ca_file`.
-    tls_client_auth: Option<ClientAuth>,
-}
-
-impl Default for ListenFile {
-    fn default() -> Self {
-        ListenFile {
-            address: default_listen(),
-            tls_cert_file: None,
-            tls_key_file: None,
-            tls_client_ca_file: None,
-            tls_client_auth: None,
-        }
-    }
-}
-
-impl ListenFile {
-    fn tls(&self) -> Result<Option<ListenTls>, ConfigError> {
-        let (cert, key) =
-            match (&self.tls_cert_file, &self.tls_key_file) {
-                (None, None) => {
-                    if self.tls_client_ca_file.is_some() || self.tls_client_auth.is_some() {
-                        return Err(ConfigError::new(
-                            "listen.tls_client_ca_file and listen.tls_client_auth need \
-                         listen.tls_cert_file and listen.tls_key_file",
-                        ));
-                    }
-                    return Ok(None);
-                }
-                (Some(c), Some(k)) if !c.is_empty() && !k.is_empty() => (c, k),
-                _ => return Err(ConfigError::new(
-                    "listen.tls_cert_file and listen.tls_key_file go together: set both or neither",
-                )),
-            };
-        if self.tls_client_auth.is_some() && self.tls_client_ca_file.is_none() {
-            return Err(ConfigError::new(
-                "listen.tls_client_auth needs listen.tls_client_ca_file (the CAs client \
-                 certificates are verified against)",
-            ));
-        }
-        Ok(Some(ListenTls {
-            cert_file: cert.into(),
-            key_file: key.into(),
-            client_ca_file: self.tls_client_ca_file.as_ref().map(Into::into),
-            client_auth: self.tls_client_auth.unwrap_or(ClientAuth::Optional),
-        }))
-    }
-}
-
-fn default_listen() -> String {
-    "0.0.0.0:8080".into()
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AdminFile {
-    /// Default `127.0.0.1:9090`.
-    #[serde(default = "default_admin")]
-    address: String,
-}
-
-impl Default for AdminFile {
-    fn default() -> Self {
-        AdminFile {
-            address: default_admin(),
-        }
-    }
-}
-
-fn default_admin() -> String {
-    "127.0.0.1:9090".into()
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UpstreamFile {
-    /// Required.
-    url: String,
-    /// Default `30s`.
-    #[serde(default = "secs::<30>")]
-    timeout: Dur,
-    /// Default `5s`.
-    #[serde(default = "secs::<5>")]
-    connect_timeout: Dur,
-    /// Default `90s`.
-    #[serde(default = "secs::<90>")]
-    pool_idle_timeout: Dur,
-    /// Default `true`.
-    #[serde(default = "yes")]
-    preserve_host: bool,
-    /// Default `false`.
-    #[serde(default)]
-    trust_forwarded_headers: bool,
-    /// Default `false`.
-    #[serde(default)]
-    forward_token: bool,
-    /// `"http1"` (default), `"http2"` or `"match"`.
-    #[serde(default = "default_protocol")]
-    protocol: UpstreamProtocol,
-}
-
-fn default_protocol() -> UpstreamProtocol {
-    UpstreamProtocol::Http1
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AuthFile {
-    openid_configuration: Option<String>,
-    jwks_uri: Option<String>,
-    /// Required, non-empty.
-    issuers: Vec<String>,
-    /// Default none; required (`["*"]` for any) when an issuer is a `{tenantid}` template.
-    tenants: Option<Vec<String>>,
-    /// Required, non-empty.
-    audiences: Vec<String>,
-    /// Default `"enforce"`.
-    #[serde(default)]
-    mode: Option<String>,
-    /// Default `["RS256"]`.
-    #[serde(default = "default_algorithms")]
-    algorithms: Vec<String>,
-    /// Default empty (any).
-    #[serde(default)]
-    allowed_applications: Vec<String>,
-    /// Default empty (any).
-    #[serde(default)]
-    allowed_principals: Vec<String>,
-    /// Default empty (every path needs a token).
-    #[serde(default)]
-    excluded_paths: Vec<String>,
-    /// Default `60s`.
-    #[serde(default = "secs::<60>")]
-    clock_skew: Dur,
-    /// Default `29h`: Entra's managed-identity tokens carry `exp - iat` = 24 h 5 min and its
-    /// continuous-access-evaluation tokens live up to 28 h; nothing legitimate lives longer.
-    #[serde(default = "secs::<{ 29 * 3600 }>")]
-    max_token_lifetime: Dur,
-    /// Default 16384 bytes.
-    #[serde(default = "default_max_token")]
-    max_token_size: usize,
-    #[serde(default)]
-    rules: Vec<RuleFile>,
-}
-
-fn default_algorithms() -> Vec<String> {
-    vec!["RS256".into()]
-}
-
-fn default_max_token() -> usize {
-    16 * 1024
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RuleFile {
-    path: String,
-    #[serde(default)]
-    methods: Vec<String>,
-    /// Default empty (no role needed); a rule needs `roles` or `audiences`.
-    #[serde(default)]
-    roles: Vec<String>,
-    /// Default empty (the global `auth.audiences` apply).
-    #[serde(default)]
-    audiences: Vec<String>,
-    /// Default `"enforce"`.
-    #[serde(default)]
-    mode: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct KeysFile {
-    /// Default `1h`.
-    #[serde(default = "secs::<3600>")]
-    refresh_interval: Dur,
-    /// Default `10s`.
-    #[serde(default = "secs::<10>")]
-    unknown_kid_cooldown: Dur,
-    /// Default `2s`.
-    #[serde(default = "secs::<2>")]
-    unknown_kid_wait: Dur,
-    /// Default `5s`.
-    #[serde(default = "secs::<5>")]
-    fetch_timeout: Dur,
-    /// Default `10s`.
-    #[serde(default = "secs::<10>")]
-    max_backoff: Dur,
-}
-
-impl Default for KeysFile {
-    fn default() -> Self {
-        KeysFile {
-            refresh_interval: secs::<3600>(),
-            unknown_kid_cooldown: secs::<10>(),
-            unknown_kid_wait: secs::<2>(),
-            fetch_timeout: secs::<5>(),
-            max_backoff: secs::<10>(),
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CacheFile {
-    /// Default 10000.
-    #[serde(default = "default_cache_entries")]
-    max_entries: usize,
-    /// Default 32 MiB.
-    #[serde(default = "default_cache_bytes")]
-    max_bytes: usize,
-}
-
-impl Default for CacheFile {
-    fn default() -> Self {
-        CacheFile {
-            max_entries: default_cache_entries(),
-            max_bytes: default_cache_bytes(),
-        }
-    }
-}
-
-fn default_cache_entries() -> usize {
-    10_000
-}
-
-fn default_cache_bytes() -> usize {
-    32 * 1024 * 1024
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LimitsFile {
-    /// Default `10s`.
-    #[serde(default = "secs::<10>")]
-    header_read_timeout: Dur,
-    /// Default `30s`.
-    #[serde(default = "secs::<30>")]
-    shutdown_grace: Dur,
-    /// Default 100.
-    #[serde(default = "default_streams")]
-    max_concurrent_streams: u32,
-    /// Default 65536.
-    #[serde(default = "default_header_bytes")]
-    max_header_bytes: usize,
-    /// Default 10000.
-    #[serde(default = "default_connections")]
-    max_connections: usize,
-    /// Default 100.
-    #[serde(default = "default_max_headers")]
-    max_headers: usize,
-    /// Default 0 (no limit).
-    #[serde(default)]
-    max_body_bytes: u64,
-    /// Default `60s`.
-    #[serde(default = "secs::<60>")]
-    idle_timeout: Dur,
-    /// Default `300s`.
-    #[serde(default = "secs::<300>")]
-    upgrade_idle_timeout: Dur,
-}
-
-impl Default for LimitsFile {
-    fn default() -> Self {
-        LimitsFile {
-            header_read_timeout: secs::<10>(),
-            shutdown_grace: secs::<30>(),
-            max_concurrent_streams: default_streams(),
-            max_header_bytes: default_header_bytes(),
-            max_connections: default_connections(),
-            max_headers: default_max_headers(),
-            max_body_bytes: 0,
-            idle_timeout: secs::<60>(),
-            upgrade_idle_timeout: secs::<300>(),
-        }
-    }
-}
-
-fn default_streams() -> u32 {
-    100
-}
-
-fn default_header_bytes() -> usize {
-    64 * 1024
-}
-
-fn default_connections() -> usize {
-    10_000
-}
-
-fn default_max_headers() -> usize {
-    100
-}
-
-fn yes() -> bool {
-    true
-}
-
-fn secs<const N: u64>() -> Dur {
-    Dur(Duration::from_secs(N))
-}
-
-/// A duration written as a string: `500ms`, `60s`, `5m`, `1h`.
-#[derive(Debug, Clone, Copy)]
-struct Dur(Duration);
-
-impl<'de> Deserialize<'de> for Dur {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        parse_duration(&s).map(Dur).map_err(de::Error::custom)
-    }
-}
-
-/// Parses `<integer><unit>` with unit `ms`, `s`, `m` or `h`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?}: expected e.g. \"500ms\", \"60s\", \"1h\""))?;
-    let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n.saturating_mul(60)),
-        "h" => Duration::from_secs(n.saturating_mul(3600)),
-        _ => {
-            return Err(format!(
-                "invalid duration {s:?}: unit must be one of ms, s, m, h (e.g. \"60s\")"
-            ))
-        }
-    };
-    Ok(d)
-}
-
-impl FileConfig {
-    fn check(self, azure: &AzureEnv) -> Result<SidecarConfig, ConfigError> {
-        let admin = parse_addr("admin.address", &self.admin.address)?;
-        let caller =
-            caller::config::check(self.identity, self.identity_endpoint, self.egress, azure)?;
-        let (auth, upstream) = match (self.auth, self.upstream) {
-            (Some(a), Some(u)) => (a, u),
-            (Some(_), None) => {
-                return Err(ConfigError::new(
-                    "missing [upstream]: the callee side ([auth]) forwards validated requests \
-                     to upstream.url",
-                ))
-            }
-            (None, Some(_)) => {
-                return Err(ConfigError::new(
-                    "missing [auth]: [upstream] is the callee side's, and it needs [auth] to \
-                     say which tokens are accepted",
-                ))
-            }
-            (None, None) => {
-                let Some(caller) = caller else {
-                    return Err(ConfigError::new(
-                        "nothing to run: add [auth] and [upstream] (the callee side), \
-                         [identity] (the caller side), or both",
-                    ));
-                };
-                if self.listen.is_some() {
-                    return Err(ConfigError::new(
-                        "listen.address is the callee side's public listener; this config has \
-                         no [auth]",
-                    ));
-                }
-                let shared = shared_settings(self.limits, self.tls)?;
-                check_clashes(None, admin, Some(&caller))?;
-                return Ok(SidecarConfig {
-                    callee: None,
-                    caller: Some(caller),
-                    admin,
-                    limits: shared.0,
-                    extra_ca_certs: shared.1,
-                });
-            }
-        };
-        let listen_file = self.listen.unwrap_or_default();
-        let listen = parse_addr("listen.address", &listen_file.address)?;
-        let listen_tls = listen_file.tls()?;
-        if listen == admin && listen.port() != 0 {
-            return Err(ConfigError::new(
-                "admin.address must differ from listen.address: admin endpoints are never served \
-                 on the public listener",
-            ));
-        }
-        check_clashes(Some(listen), admin, caller.as_ref())?;
-        let upstream = upstream.check()?;
-        let auth = auth.check()?;
-        let k = self.keys;
-        let keys = KeysConfig {
-            refresh_interval: k.refresh_interval.0,
-            unknown_kid_cooldown: k.unknown_kid_cooldown.0,
-            unknown_kid_wait: k.unknown_kid_wait.0,
-            fetch_timeout: k.fetch_timeout.0,
-            max_backoff: k.max_backoff.0,
-        };
-        if keys.refresh_interval < Duration::from_secs(1) {
-            return Err(ConfigError::new(
-                "keys.refresh_interval must be at least 1s",
-            ));
-        }
-        if keys.fetch_timeout.is_zero() || keys.max_backoff.is_zero() {
-            return Err(ConfigError::new(
-                "keys.fetch_timeout and keys.max_backoff must be > 0",
-            ));
-        }
-        let (limits, extra_ca_certs) = shared_settings(self.limits, self.tls)?;
-        let config = Config {
-            extra_ca_certs: extra_ca_certs.clone(),
-            listen,
-            listen_tls,
-            admin,
-            upstream,
-            auth,
-            keys,
-            cache: CacheConfig {
-                max_entries: self.cache.max_entries,
-                max_bytes: self.cache.max_bytes,
-            },
-            limits: limits.clone(),
-        };
-        Ok(SidecarConfig {
-            callee: Some(config),
-            caller,
-            admin,
-            limits,
-            extra_ca_certs,
-        })
-    }
-}
-
-/// `[limits]` and `[tls]`, which both sides use.
-fn shared_settings(
-    l: LimitsFile,
-    tls: TlsFile,
-) -> Result<
-    (
-        LimitsConfig,
-        Vec<rustls::pki_types::CertificateDer<'static>>,
-    ),
-    ConfigError,
-> {
-    if l.max_connections == 0 || l.max_concurrent_streams == 0 {
-        return Err(ConfigError::new(
-            "limits.max_connections and limits.max_concurrent_streams must be > 0",
-        ));
-    }
-    if l.max_headers == 0 || l.idle_timeout.0.is_zero() || l.upgrade_idle_timeout.0.is_zero() {
-        return Err(ConfigError::new(
-            "limits.max_headers, limits.idle_timeout and limits.upgrade_idle_timeout must be > 0",
-        ));
-    }
-    if l.max_header_bytes < 8192 {
-        return Err(ConfigError::new(
-            "limits.max_header_bytes must be at least 8192",
-        ));
-    }
-    let extra_ca_certs = match &tls.ca_file {
-        None => Vec::new(),
-        Some(path) => load_ca_file(path)?,
-    };
-    let limits = LimitsConfig {
-        header_read_timeout: l.header_read_timeout.0,
-        shutdown_grace: l.shutdown_grace.0,
-        max_concurrent_streams: l.max_concurrent_streams,
-        max_header_bytes: l.max_header_bytes,
-        max_connections: l.max_connections,
-        max_headers: l.max_headers,
-        max_body_bytes: (l.max_body_bytes > 0).then_some(l.max_body_bytes),
-        idle_timeout: l.idle_timeout.0,
-        upgrade_idle_timeout: l.upgrade_idle_timeout.0,
-    };
-    Ok((limits, extra_ca_certs))
-}
-
-/// Every listener on its own address (port 0 excepted: the kernel picks distinct ones).
-fn check_clashes(
-    listen: Option<SocketAddr>,
-    admin: SocketAddr,
-    caller: Option<&CallerConfig>,
-) -> Result<(), ConfigError> {
-    let mut taken: Vec<(String, SocketAddr)> = vec![("admin.address".into(), admin)];
-    if let Some(l) = listen {
-        taken.push(("listen.address".into(), l));
-    }
-    for (key, addr) in caller.map(|c| c.addresses()).unwrap_or_default() {
-        if addr.port() != 0 {
-            if let Some((other, _)) = taken.iter().find(|(_, a)| *a == addr) {
-                return Err(ConfigError::new(format!(
-                    "{key}: {addr} is already {other}"
-                )));
-            }
-        }
-        taken.push((key, addr));
-    }
-    Ok(())
-}
-
-impl UpstreamFile {
-    fn check(self) -> Result<UpstreamConfig, ConfigError> {
-        let url = parse_http_url("upstream.url", &self.url)?;
-        if !matches!(url.path(), "" | "/") || url.query().is_some() {
-            return Err(ConfigError::new(format!(
-                "upstream.url: {:?} must not have a path or query: the request's path is forwarded \
-                 as is",
-                self.url
-            )));
-        }
-        if self.timeout.0.is_zero() || self.connect_timeout.0.is_zero() {
-            return Err(ConfigError::new(
-                "upstream.timeout and upstream.connect_timeout must be > 0",
-            ));
-        }
-        Ok(UpstreamConfig {
-            url,
-            timeout: self.timeout.0,
-            connect_timeout: self.connect_timeout.0,
-            pool_idle_timeout: self.pool_idle_timeout.0,
-            preserve_host: self.preserve_host,
-            trust_forwarded_headers: self.trust_forwarded_headers,
-            protocol: self.protocol,
-            forward_token: self.forward_token,
-        })
-    }
-}
-
-impl AuthFile {
-    fn check(self) -> Result<AuthConfig, ConfigError> {
-        let keys = match (self.openid_configuration, self.jwks_uri) {
-            (Some(d), None) => {
-                KeySource::Discovery(parse_http_url("auth.openid_configuration", &d)?)
-            }
-            (None, Some(j)) => KeySource::Jwks(parse_http_url("auth.jwks_uri", &j)?),
-            _ => {
-                return Err(ConfigError::new(
-                    "auth: set exactly one of openid_configuration and jwks_uri",
-                ))
-            }
-        };
-        non_empty("auth.issuers", &self.issuers)?;
-        non_empty("auth.audiences", &self.audiences)?;
-        let mut templated = false;
-        for (i, iss) in self.issuers.iter().enumerate() {
-            templated |= check_issuer(&format!("auth.issuers[{i}]"), iss)?;
-        }
-        let tenants = parse_tenants(self.tenants, templated)?;
-        let mode = match &self.mode {
-            None => Mode::Enforce,
-            Some(m) => Mode::parse("auth.mode", m)?,
-        };
-        let mut algorithms = Vec::new();
-        for name in &self.algorithms {
-            let alg = Algorithm::from_name(name).ok_or_else(|| {
-                ConfigError::new(format!(
-                    "auth.algorithms: {name:?} is not supported (use RS256, RS384, RS512, PS256, \
-                     ES256, ES384; `none` and HMAC are never accepted)"
-                ))
-            })?;
-            if !algorithms.contains(&alg) {
-                algorithms.push(alg);
-            }
-        }
-        if algorithms.is_empty() {
-            return Err(ConfigError::new("auth.algorithms must not be empty"));
-        }
-        let excluded_paths = self
-            .excluded_paths
-            .iter()
-            .map(|p| parse_prefix("auth.excluded_paths", p))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut rules = Vec::new();
-        for (i, r) in self.rules.into_iter().enumerate() {
-            let at = format!("auth.rules[{i}]");
-            let path = parse_prefix(&format!("{at}.path"), &r.path)?;
-            if has_escaped_non_ascii(path.as_str()) {
-                // Rules match case-insensitively for ASCII only; ASP.NET Core also folds case
-                // of `É`/`é`, so a non-ASCII rule could be bypassed by a case change.
-                return Err(ConfigError::new(format!(
-                    "{at}.path: {:?}: non-ASCII characters are not supported in rule paths \
-                     (frameworks disagree on their letter case)",
-                    r.path
-                )));
-            }
-            let mut methods = Vec::new();
-            for m in &r.methods {
-                let upper = m.to_ascii_uppercase();
-                let method = http::Method::from_bytes(upper.as_bytes())
-                    .map_err(|_| ConfigError::new(format!("{at}.methods: invalid method {m:?}")))?;
-                methods.push(method);
-            }
-            if r.roles.is_empty() && r.audiences.is_empty() {
-                return Err(ConfigError::new(format!(
-                    "{at}: a rule needs `roles`, `audiences` or both"
-                )));
-            }
-            if !r.roles.is_empty() {
-                non_empty(&format!("{at}.roles"), &r.roles)?;
-            }
-            if !r.audiences.is_empty() {
-                non_empty(&format!("{at}.audiences"), &r.audiences)?;
-            }
-            let mode = match &r.mode {
-                None => Mode::Enforce,
-                Some(m) => Mode::parse(&format!("{at}.mode"), m)?,
-            };
-            rules.push(Rule {
-                path,
-                methods,
-                roles: dedup(r.roles),
-                audiences: dedup(r.audiences),
-                mode,
-            });
-        }
-        if self.max_token_size < 1024 || self.max_token_size > 64 * 1024 {
-            return Err(ConfigError::new(
-                "auth.max_token_size must be between 1024 and 65536 bytes",
-            ));
-        }
-        if self.max_token_lifetime.0 < Duration::from_secs(60) {
-            return Err(ConfigError::new(
-                "auth.max_token_lifetime must be at least 60s",
-            ));
-        }
-        let audiences = dedup(self.audiences);
-        let reserved: BTreeSet<&str> = rules
-            .iter()
-            .flat_map(|r| r.audiences.iter().map(String::as_str))
-            .collect();
-        let open_audiences: Vec<String> = audiences
-            .iter()
-            .filter(|a| !reserved.contains(a.as_str()))
-            .cloned()
-            .collect();
-        let token_audiences = dedup(
-            audiences
-                .iter()
-                .chain(rules.iter().flat_map(|r| r.audiences.iter()))
-                .cloned()
-                .collect(),
-        );
-        Ok(AuthConfig {
-            keys,
-            issuers: dedup(self.issuers),
-            tenants,
-            audiences,
-            open_audiences,
-            token_audiences,
-            mode,
-            algorithms,
-            allowed_applications: dedup(self.allowed_applications),
-            allowed_principals: dedup(self.allowed_principals),
-            excluded_paths,
-            clock_skew: self.clock_skew.0,
-            max_token_lifetime: self.max_token_lifetime.0,
-            max_token_size: self.max_token_size,
-            rules,
-        })
-    }
-}
-
-/// Checks one `auth.issuers` entry; returns whether it is a `{tenantid}` template.
-fn check_issuer(key: &str, iss: &str) -> Result<bool, ConfigError> {
-    let count = iss.matches(TENANT_PLACEHOLDER).count();
-    let other_braces = iss.replace(TENANT_PLACEHOLDER, "").contains(['{', '}']);
-    if count > 1 || other_braces {
-        return Err(ConfigError::new(format!(
-            "{key}: {iss:?}: the only placeholder is `{{tenantid}}`, at most once"
-        )));
-    }
-    if count == 0 {
-        return Ok(false);
-    }
-    let uri: Uri = iss.replace(TENANT_PLACEHOLDER, "t").parse().map_err(|_| {
-        ConfigError::new(format!("{key}: {iss:?}: a template must be an https URL"))
-    })?;
-    let whole_segment = iss.split('/').any(|segment| segment == TENANT_PLACEHOLDER);
-    if uri.scheme_str() != Some("https") || !whole_segment {
-        return Err(ConfigError::new(format!(
-            "{key}: {iss:?}: a template must be an https URL with `{{tenantid}}` as a whole path \
-             segment, e.g. \"https://login.microsoftonline.com/{{tenantid}}/v2.0\""
-        )));
-    }
-    Ok(true)
-}
-
-/// `auth.tenants`: required with an issuer template, `["*"]` for any tenant, else GUIDs.
-fn parse_tenants(list: Option<Vec<String>>, templated: bool) -> Result<TenantPolicy, ConfigError> {
-    let Some(list) = list else {
-        if templated {
-            return Err(ConfigError::new(
-                "auth.tenants is required with a `{tenantid}` issuer template: list the tenant \
-                 ids that may call, or set tenants = [\"*\"] to accept every Entra tenant",
-            ));
-        }
-        return Ok(TenantPolicy::Unrestricted);
-    };
-    if list.len() == 1 && list[0] == "*" {
-        return Ok(TenantPolicy::Any);
-    }
-    if list.is_empty() {
-        return Err(ConfigError::new(
-            "auth.tenants must not be empty (use [\"*\"] for any tenant)",
-        ));
-    }
-    let mut out = Vec::new();
-    for t in list {
-        if !is_guid(&t) {
-            return Err(ConfigError::new(format!(
-                "auth.tenants: {t:?} is not a tenant id (a GUID; \"*\" only on its own)"
-            )));
-        }
-        out.push(t.to_ascii_lowercase());
-    }
-    Ok(TenantPolicy::Only(dedup(out)))
-}
-
-fn load_ca_file(
-    path: &str,
-) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, ConfigError> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::CertificateDer;
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| ConfigError::new(format!("tls.ca_file: {path}: {e}")))?;
-    if certs.is_empty() {
-        return Err(ConfigError::new(format!(
-            "tls.ca_file: {path}: no PEM certificates"
-        )));
-    }
-    Ok(certs)
-}
-
-/// Whether a normalized path holds a percent-escape of a byte >= 0x80 (normalization escapes
-/// every non-ASCII byte, so this is "has non-ASCII characters").
-fn has_escaped_non_ascii(path: &str) -> bool {
-    path.as_bytes()
-        .windows(2)
-        .any(|w| w[0] == b'%' && matches!(w[1], b'8'..=b'9' | b'A'..=b'F'))
-}
-
-fn dedup(v: Vec<String>) -> Vec<String> {
-    let mut seen = BTreeSet::new();
-    v.into_iter().filter(|s| seen.insert(s.clone())).collect()
-}
-
-fn non_empty(key: &str, v: &[String]) -> Result<(), ConfigError> {
-    if v.is_empty() || v.iter().any(|s| s.is_empty()) {
-        return Err(ConfigError::new(format!(
-            "{key} must be a non-empty list of non-empty strings"
-        )));
-    }
-    Ok(())
-}
-
-fn parse_addr(key: &str, s: &str) -> Result<SocketAddr, ConfigError> {
-    s.parse()
-        .map_err(|_| ConfigError::new(format!("{key}: {s:?} is not an IP:port socket address")))
-}
-
-fn parse_prefix(key: &str, s: &str) -> Result<Prefix, ConfigError> {
-    Prefix::parse(s).map_err(|e| ConfigError::new(format!("{key}: {s:?}: {e}")))
-}
-
-fn parse_http_url(key: &str, s: &str) -> Result<Uri, ConfigError> {
-    let uri: Uri = s
-        .parse()
-        .map_err(|e| ConfigError::new(format!("{key}: {s:?} is not a URL: {e}")))?;
-    match uri.scheme_str() {
-        Some("http") | Some("https") => {}
-        _ => {
-            return Err(ConfigError::new(format!(
-                "{key}: {s:?} must be an http or https URL"
-            )))
-        }
-    }
-    if uri.authority().is_none() {
-        return Err(ConfigError::new(format!("{key}: {s:?} has no host")));
-    }
-    Ok(uri)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1377,14 +592,20 @@ audiences = ["api://x"]
     #[test]
     fn minimal_config_gets_documented_defaults() {
         let c = Config::from_toml(MINIMAL).unwrap();
-        assert_eq!(c.listen, "0.0.0.0:8080".parse().unwrap());
-        assert_eq!(c.admin, "127.0.0.1:9090".parse().unwrap());
-        assert_eq!(c.upstream.timeout, Duration::from_secs(30));
-        assert_eq!(c.auth.clock_skew, Duration::from_secs(60));
-        assert_eq!(c.auth.max_token_lifetime, Duration::from_secs(29 * 3600));
-        assert_eq!(c.auth.max_token_size, 16384);
-        assert_eq!(c.auth.algorithms, vec![Algorithm::Rs256]);
-        assert_eq!(c.keys.unknown_kid_cooldown, Duration::from_secs(10));
+        assert_eq!(c.startup.listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(c.startup.admin, "127.0.0.1:9090".parse().unwrap());
+        assert_eq!(c.policy.upstream.timeout, Duration::from_secs(30));
+        assert_eq!(c.policy.auth.clock_skew, Duration::from_secs(60));
+        assert_eq!(
+            c.policy.auth.max_token_lifetime,
+            Duration::from_secs(29 * 3600)
+        );
+        assert_eq!(c.policy.auth.max_token_size, 16384);
+        assert_eq!(c.policy.auth.algorithms, vec![Algorithm::Rs256]);
+        assert_eq!(
+            c.policy.key_refresh.unknown_kid_cooldown,
+            Duration::from_secs(10)
+        );
     }
 
     #[test]
@@ -1448,14 +669,34 @@ audiences = ["api://x"]
             ("TOKENGATE_CHECK_BUILD".to_string(), "1".to_string()),
         ];
         let c = Config::from_toml_with_env(MINIMAL, env).unwrap();
-        assert_eq!(c.auth.audiences, vec!["api://y", "y"]);
-        assert_eq!(c.upstream.url.port_u16(), Some(4000));
-        assert_eq!(c.limits.max_connections, 7);
+        assert_eq!(c.policy.auth.audiences, vec!["api://y", "y"]);
+        assert_eq!(c.policy.upstream.url.port_u16(), Some(4000));
+        assert_eq!(c.startup.limits.max_connections, 7);
         let bad = vec![("TOKENGATE_AUTH__NOPE".to_string(), "1".to_string())];
         let err = Config::from_toml_with_env(MINIMAL, bad)
             .unwrap_err()
             .to_string();
         assert!(err.contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn start_only_changes_are_named() {
+        let old = Config::from_toml(MINIMAL).unwrap().startup;
+        let mut new = old.clone();
+        assert!(old.changed(&new).is_empty());
+        new.listen = "127.0.0.1:1".parse().unwrap();
+        new.limits.max_headers += 1;
+        assert_eq!(
+            old.changed(&new),
+            ["listen.address", "limits (except max_body_bytes)"]
+        );
+    }
+
+    #[test]
+    fn required_keys_are_named() {
+        let text = MINIMAL.replace("url = \"http://127.0.0.1:3000\"", "");
+        let err = Config::from_toml(&text).unwrap_err().to_string();
+        assert!(err.contains("upstream.url is required"), "{err}");
     }
 
     #[test]
@@ -1495,7 +736,7 @@ audiences = ["api://x"]
         assert!(err.contains("auth.tenants"), "{err}");
         let any = templ.replace("audiences", "tenants = [\"*\"]\naudiences");
         assert_eq!(
-            Config::from_toml(&any).unwrap().auth.tenants,
+            Config::from_toml(&any).unwrap().policy.auth.tenants,
             TenantPolicy::Any
         );
         let bad = templ.replace("audiences", "tenants = [\"contoso\"]\naudiences");
@@ -1521,7 +762,7 @@ audiences = ["api://x"]
         let text = format!(
             "{MINIMAL}[[auth.rules]]\npath = \"/r\"\naudiences = [\"api://x\", \"api://r\"]\n"
         );
-        let a = Config::from_toml(&text).unwrap().auth;
+        let a = Config::from_toml(&text).unwrap().policy.auth;
         assert!(a.open_audiences.is_empty());
         assert_eq!(a.token_audiences, vec!["api://x", "api://r"]);
         let empty = format!("{MINIMAL}[[auth.rules]]\npath = \"/r\"\n");
@@ -1541,7 +782,7 @@ audiences = ["api://x"]
     fn rule_paths_are_normalized_and_bad_ones_refused() {
         let text = format!("{MINIMAL}[[auth.rules]]\npath = \"/x/../Admin/\"\nroles = [\"r\"]\n");
         let c = Config::from_toml(&text).unwrap();
-        assert_eq!(c.auth.rules[0].path.as_str(), "/Admin");
+        assert_eq!(c.policy.auth.rules[0].path.as_str(), "/Admin");
         let accented = format!("{MINIMAL}[[auth.rules]]\npath = \"/caf%C3%A9\"\nroles = [\"r\"]\n");
         let err = Config::from_toml(&accented).unwrap_err().to_string();
         assert!(err.contains("non-ASCII"), "{err}");

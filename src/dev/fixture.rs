@@ -1,6 +1,7 @@
 //! What tests, benches, examples and fuzz seeds share to build a proxy without the network.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
@@ -8,6 +9,7 @@ use crate::callee::forward::Upstream;
 use crate::callee::pipeline::Proxy;
 use crate::callee::validate::cache::TokenCache;
 use crate::callee::validate::fetch::KeyFetcher;
+use crate::config::UpstreamPool;
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
 
@@ -18,7 +20,11 @@ pub fn offline_proxy(
     cache_entries: usize,
     metrics: Arc<Metrics>,
 ) -> Proxy {
-    let upstream = Upstream::new(&snapshot.config.upstream, &[]);
+    let pool = UpstreamPool {
+        connect_timeout: Duration::from_secs(5),
+        pool_idle_timeout: Duration::from_secs(90),
+    };
+    let upstream = Upstream::new(&pool, &[]);
     let cell = Arc::new(ArcSwap::new(snapshot));
     let key_fetcher = Arc::new(KeyFetcher::new(cell.clone(), metrics.clone(), &[]));
     Proxy::new(

@@ -174,6 +174,6 @@ async fn reload_swaps_policy_without_dropping_connections() {
     // A changed listen address is refused, nothing half-applied.
     let mut moved =
         tokengate::Config::from_toml(&config_text(&h.idp, &h.upstream, "", "")).unwrap();
-    moved.listen = "127.0.0.1:1".parse().unwrap();
+    moved.startup.listen = "127.0.0.1:1".parse().unwrap();
     assert!(h.proxy().reload(moved).is_err());
 }

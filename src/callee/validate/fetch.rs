@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use http::Uri;
 
-use crate::config::{Config, KeySource};
+use crate::config::{Config, KeySource, Policy};
 use crate::metrics::Metrics;
 use crate::net::client::HttpClient;
 use crate::refresh::{Fetch, Fresh, Outcome, Refresher};
@@ -54,7 +54,7 @@ impl KeyFetcher {
         }
     }
 
-    /// Fetches keys forever (until the task is dropped), following the snapshot's current config.
+    /// Fetches keys forever (until the task is dropped), following the snapshot's current policy.
     pub async fn run(self: Arc<Self>) {
         self.refresher.clone().run().await
     }
@@ -87,7 +87,7 @@ impl KeyFetcher {
     }
 }
 
-/// Discovery + JWKS as a [`Fetch`]: reads the snapshot's current config each round, publishes
+/// Discovery + JWKS as a [`Fetch`]: reads the snapshot's current policy each round, publishes
 /// each new key set into the snapshot.
 struct JwksSource {
     cell: Arc<SnapshotCell>,
@@ -101,18 +101,18 @@ impl Fetch for JwksSource {
 
     async fn fetch(&self, last: Option<&Arc<KeySet>>) -> Result<Fresh<KeySet>, String> {
         let snap = self.cell.load_full();
-        let (keys, skipped) = fetch(&self.client, &snap.config, last.map(|k| &**k)).await?;
+        let (keys, skipped) = fetch(&self.client, &snap.policy, last.map(|k| &**k)).await?;
         if skipped > 0 {
             tracing::warn!(skipped, "JWKS: skipped unusable keys");
         }
         Ok(Fresh {
             value: keys,
-            refresh_in: snap.config.keys.refresh_interval,
+            refresh_in: snap.policy.key_refresh.refresh_interval,
         })
     }
 
     fn max_backoff(&self) -> Duration {
-        self.cell.load().config.keys.max_backoff
+        self.cell.load().policy.key_refresh.max_backoff
     }
 
     fn report(&self, outcome: Outcome<'_, KeySet, String>) {
@@ -139,24 +139,24 @@ impl Fetch for JwksSource {
 /// One fetch the way the proxy does it (discovery if configured, then the JWKS; same client,
 /// limits and key pinning), for `tokengate explain`.
 pub async fn fetch_once(config: &Config) -> Result<(KeySet, usize), String> {
-    let client = HttpClient::new(CONNECT_TIMEOUT, &config.extra_ca_certs);
-    fetch(&client, config, None).await
+    let client = HttpClient::new(CONNECT_TIMEOUT, &config.startup.extra_ca_certs);
+    fetch(&client, &config.policy, None).await
 }
 
 /// One round: discovery (if configured), then the JWKS.
 async fn fetch(
     client: &HttpClient,
-    config: &Config,
+    policy: &Policy,
     previous: Option<&KeySet>,
 ) -> Result<(KeySet, usize), String> {
-    let timeout = config.keys.fetch_timeout;
+    let timeout = policy.key_refresh.fetch_timeout;
     let get = |uri: Uri| async move {
         client
             .get(&uri, timeout, MAX_DOCUMENT)
             .await
             .map_err(|e| e.to_string())
     };
-    let jwks_uri = match &config.auth.keys {
+    let jwks_uri = match &policy.auth.key_source {
         KeySource::Jwks(uri) => uri.clone(),
         KeySource::Discovery(uri) => {
             #[derive(serde::Deserialize)]
@@ -177,6 +177,6 @@ async fn fetch(
         }
     };
     let body = get(jwks_uri.clone()).await?;
-    KeySet::from_jwks(&body, &config.auth.algorithms, previous)
+    KeySet::from_jwks(&body, &policy.auth.algorithms, previous)
         .map_err(|e| format!("JWKS {jwks_uri}: {e}"))
 }
