@@ -31,6 +31,8 @@ mod keys;
 mod paths;
 #[path = "e2e/policy.rs"]
 mod policy;
+#[path = "e2e/streams.rs"]
+mod streams;
 #[path = "e2e/tls.rs"]
 mod tls;
 #[path = "e2e/upstream.rs"]

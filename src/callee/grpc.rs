@@ -34,6 +34,8 @@ pub enum Code {
     PermissionDenied = 7,
     /// 8: a limit was exceeded (HTTP 413).
     ResourceExhausted = 8,
+    /// 12: the method is not served (HTTP 405).
+    Unimplemented = 12,
     /// 13: anything unexpected.
     Internal = 13,
     /// 14: the upstream or the key source is unavailable (HTTP 502/503).
@@ -50,6 +52,7 @@ impl Code {
             Code::DeadlineExceeded => "4",
             Code::PermissionDenied => "7",
             Code::ResourceExhausted => "8",
+            Code::Unimplemented => "12",
             Code::Internal => "13",
             Code::Unavailable => "14",
             Code::Unauthenticated => "16",
@@ -76,6 +79,7 @@ pub const fn status_for(status: StatusCode) -> Code {
         400 => Code::InvalidArgument,
         401 => Code::Unauthenticated,
         403 => Code::PermissionDenied,
+        405 => Code::Unimplemented,
         413 => Code::ResourceExhausted,
         502 | 503 => Code::Unavailable,
         504 => Code::DeadlineExceeded,

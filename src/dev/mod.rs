@@ -28,6 +28,7 @@ use tokio::net::TcpListener;
 
 pub mod fixture;
 pub mod token;
+pub mod ws_echo;
 
 /// The tenant id the dev issuer pretends to be.
 pub const DEV_TENANT: &str = "00000000-0000-4000-8000-00000000c0de";
@@ -395,19 +396,46 @@ async fn idp_answer(
     }
 }
 
-/// An upstream that answers every request with a JSON echo of what reached it.
+/// An upstream that answers every request with a JSON echo of what reached it; a WebSocket
+/// handshake is accepted, its headers sent as the first text frame, then frames are echoed.
 pub async fn serve_echo(listener: TcpListener) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         tokio::spawn(async move {
-            let svc = service_fn(|req: Request<Incoming>| async move {
+            let svc = service_fn(|mut req: Request<Incoming>| async move {
                 let headers: serde_json::Map<String, Value> = req
                     .headers()
                     .iter()
                     .map(|(k, v)| (k.to_string(), json!(String::from_utf8_lossy(v.as_bytes()))))
                     .collect();
+                if let Some(key) = req.headers().get("sec-websocket-key").cloned() {
+                    let on_upgrade = hyper::upgrade::on(&mut req);
+                    let greeting =
+                        serde_json::to_string(&json!({ "headers": headers })).unwrap_or_default();
+                    tokio::spawn(async move {
+                        if let Ok(upgraded) = on_upgrade.await {
+                            ws_echo::echo(TokioIo::new(upgraded), &greeting).await;
+                        }
+                    });
+                    let mut r = Response::new(Full::new(Bytes::new()));
+                    *r.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+                    let h = r.headers_mut();
+                    h.insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("upgrade"),
+                    );
+                    h.insert(
+                        http::header::UPGRADE,
+                        http::HeaderValue::from_static("websocket"),
+                    );
+                    if let Ok(v) = http::HeaderValue::from_str(&ws_echo::accept_key(key.as_bytes()))
+                    {
+                        h.insert("sec-websocket-accept", v);
+                    }
+                    return Ok::<_, Infallible>(r);
+                }
                 let (parts, body) = req.into_parts();
                 let body_len = body
                     .collect()
@@ -430,7 +458,7 @@ pub async fn serve_echo(listener: TcpListener) {
                 Ok::<_, Infallible>(r)
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), svc)
+                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
                 .await;
         });
     }
@@ -534,6 +562,20 @@ resource = "{DEV_AUDIENCE}"
     println!();
     println!("# a v1 ES256 token with App.Admin: 200");
     println!("curl -s -H 'Authorization: Bearer {admin_token}' {base}/admin");
+    println!();
+    println!("# gRPC refusals are gRPC statuses (trailers-only, HTTP 200): grpc-status 16");
+    println!("# UNAUTHENTICATED without a token, 7 PERMISSION_DENIED without the role (grpcurl -plaintext");
+    println!("# -H 'authorization: Bearer <token>' ... shows the same against a gRPC callee)");
+    println!("curl -si --http2-prior-knowledge -X POST -H 'content-type: application/grpc' {base}/echo.Echo/Say");
+    println!("curl -si --http2-prior-knowledge -X POST -H 'content-type: application/grpc' -H 'Authorization: Bearer {reader}' {base}/admin/echo.Echo/Say");
+    println!();
+    println!("# WebSocket: authorized like any request, then spliced to the echo (pip install websockets)");
+    println!(
+        "python3 -c \"from websockets.sync.client import connect\nwith connect('ws://{}/ws', \
+         additional_headers={{'Authorization': 'Bearer {reader}'}}) as ws: print(ws.recv()); \
+         ws.send('hello'); print(ws.recv())\"",
+        running.public_addr
+    );
     println!();
     println!("# no token: 401; anonymous prefix /public: 200");
     println!("curl -si {base}/hello; curl -s {base}/public/x");
