@@ -74,6 +74,13 @@ fn main() -> ExitCode {
         }
         Command::Check { config, strict } => match Config::load(&config) {
             Ok(c) => {
+                // The listener's certificate and key are read at start: a bad pair is a bad config.
+                if let Some(files) = &c.startup.listen_tls {
+                    if let Err(e) = tokengate::net::tls::Acceptor::load(files.clone()) {
+                        eprintln!("tokengate: invalid config: {e}");
+                        return ExitCode::from(1);
+                    }
+                }
                 println!("{}: OK\n\n{}", config.display(), c.summary());
                 let warnings = tokengate::config::lint::lint(&c);
                 for w in &warnings {
@@ -281,6 +288,10 @@ async fn run(path: PathBuf, config: Config) -> ExitCode {
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
             eprintln!("tokengate: {e}");
+            // InvalidInput is a bad TLS certificate or key file: a config error like the others.
+            if e.kind() == std::io::ErrorKind::InvalidInput {
+                return ExitCode::from(EX_USAGE);
+            }
             return ExitCode::from(1);
         }
     };
