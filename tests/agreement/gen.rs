@@ -241,6 +241,24 @@ const FRONT_END_HEADERS: &[&str] = &[
     "X-Original-Host",
 ];
 
+/// `_method` in the query, as method-override (Express), Rack and Laravel read it.
+const OVERRIDE_QUERIES: &[&str] = &[
+    "?_method=DELETE",
+    "?_method=delete",
+    "?a=1&_method=DELETE",
+    "?%5Fmethod=DELETE",
+    "?%5f%6Dethod=PUT",
+    "?_METHOD=DELETE",
+    "?_method=DELETE&_method=GET",
+    "?_method[]=DELETE",
+    "?x=1;_method=DELETE",
+    "?_method=POST",
+    "?_method",
+    "?+_method=DELETE",
+    "?_method%3DDELETE",
+    "?_method=%44ELETE",
+];
+
 const OVERRIDE_HEADERS: &[&str] = &[
     "X-HTTP-Method-Override",
     "X-HTTP-Method",
@@ -396,6 +414,10 @@ fn path(r: &mut Rng, base: &str) -> String {
     if r.chance(15) {
         let suffix = *r.pick(SUFFIXES);
         p.push_str(suffix);
+    }
+    if r.chance(5) {
+        let query = *r.pick(OVERRIDE_QUERIES);
+        p.push_str(query);
     }
     p
 }

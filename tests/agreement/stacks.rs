@@ -22,7 +22,7 @@ pub enum Stack {
     Flask,
     /// Django 5 views on Django's own threaded WSGI server.
     Django,
-    /// Starlette under uvicorn (h11).
+    /// Starlette under uvicorn (httptools, as `uvicorn[standard]` runs).
     Starlette,
     /// Express 4 with method-override.
     Express,

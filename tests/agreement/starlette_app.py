@@ -1,4 +1,4 @@
-"""Starlette under uvicorn (h11): the agreement suite's route table (see tests/agreement.rs).
+"""Starlette under uvicorn (httptools, as `uvicorn[standard]` runs): the agreement suite's route table (see tests/agreement.rs).
 Reports the raw ASGI header list and the identity headers read through `request.headers`."""
 
 import base64
@@ -51,8 +51,11 @@ app = Starlette(routes=routes)
 
 if __name__ == "__main__":
     sock = socket.socket()
+    # Accepted sockets inherit it: without it, a response written in two parts waits out the
+    # client's delayed ACK (40 ms) on every request.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind(("127.0.0.1", 0))
     print(f"AGREEMENT_LISTENING {sock.getsockname()[1]}", flush=True)
-    config = uvicorn.Config(app, http="h11", lifespan="off", log_level="warning",
+    config = uvicorn.Config(app, http="httptools", lifespan="off", log_level="warning",
                             access_log=False)
     uvicorn.Server(config).run(sockets=[sock])

@@ -12,8 +12,9 @@ const API = [
 
 const app = express();
 app.disable('x-powered-by');
-for (const h of ['X-HTTP-Method-Override', 'X-HTTP-Method', 'X-Method-Override']) {
-  app.use(methodOverride(h));
+// The headers, and the query parameter of method-override's README (`?_method=DELETE`).
+for (const getter of ['X-HTTP-Method-Override', 'X-HTTP-Method', 'X-Method-Override', '_method']) {
+  app.use(methodOverride(getter, { methods: null }));
 }
 
 function report(route) {
