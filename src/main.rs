@@ -10,6 +10,12 @@
 //! ```
 //! Exit codes: 0 clean shutdown; 1 `check` found errors (or warnings with `--strict`), `explain`
 //! says deny, or the proxy failed at run time; 64 bad command line or bad config at start.
+//!
+//! The command line is clap's derive API (the Rust convention; it gives every subcommand its
+//! `--help` and keeps the growing CLI declarative); clap's own exit code 2 for a bad command line
+//! is mapped to 64 (`EX_USAGE`), as before. Readiness goes to systemd through the `sd-notify`
+//! crate, which also handles abstract-namespace sockets and the `MONOTONIC_USEC` that systemd
+//! wants with `RELOADING=1`.
 
 #![forbid(unsafe_code)]
 
@@ -17,85 +23,141 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::{Parser, Subcommand, ValueEnum};
+use sd_notify::NotifyState;
+
 use tokengate::Config;
 
-const USAGE: &str = "usage:
-  tokengate [--config FILE] [--log-format json|text]
-  tokengate check --config FILE [--strict]
-  tokengate explain --config FILE [--path P] [--method M] [--jwks FILE] [TOKEN | -]
-  tokengate dev [--listen ADDR] [--admin ADDR]
+const AFTER_HELP: &str = "check prints the effective config and `warning:` lines for settings \
+that will not work as meant; exit 0 (1 with --strict when there are warnings). explain prints \
+the token's header and claims (never the signature), which keys verify it, and the proxy's \
+verdict for that path (default /) and method (default GET): `allow` (exit 0) or `deny <reason> \
+(<status>)` (exit 1). The token is read from stdin when it is `-` or absent; keys are fetched \
+like the proxy does unless --jwks gives a JWKS file.
 
-check prints the effective config and `warning:` lines for settings that will not work as
-meant; exit 0 (1 with --strict when there are warnings). explain prints the token's header and
-claims (never the signature), which keys verify it, and the proxy's verdict for that path
-(default /) and method (default GET): `allow` (exit 0) or `deny <reason> (<status>)` (exit 1).
-The token is read from stdin when it is `-` or absent; keys are fetched like the proxy does
-unless --jwks gives a JWKS file.
+The config file defaults to $TOKENGATE_CONFIG. Any key can be overridden with \
+TOKENGATE_<SECTION>__<KEY>=value (e.g. TOKENGATE_UPSTREAM__URL=http://127.0.0.1:3000). Logs: \
+--log-format or $TOKENGATE_LOG_FORMAT (json|text; default json unless stderr is a terminal), \
+level from $TOKENGATE_LOG (default info).
 
-The config file defaults to $TOKENGATE_CONFIG. Any key can be overridden with
-TOKENGATE_<SECTION>__<KEY>=value (e.g. TOKENGATE_UPSTREAM__URL=http://127.0.0.1:3000).
-Logs: --log-format or $TOKENGATE_LOG_FORMAT (json|text; default json unless stderr is a
-terminal), level from $TOKENGATE_LOG (default info).";
+Exit codes: 0 clean shutdown; 1 check found errors (or warnings with --strict), explain says \
+deny, or the proxy failed at run time; 64 bad command line or bad config at start.";
 
 const EX_USAGE: u8 = 64;
 
+/// An authenticating reverse proxy for Entra ID access tokens (App Service EasyAuth, anywhere).
+#[derive(Parser)]
+#[command(name = "tokengate", version, after_help = AFTER_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// The config file.
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "TOKENGATE_CONFIG",
+        value_name = "FILE"
+    )]
+    config: Option<PathBuf>,
+    /// Log format (default: json unless stderr is a terminal).
+    #[arg(long, global = true, env = "TOKENGATE_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
+}
+
+#[derive(Subcommand)]
 enum Command {
-    Run {
-        config: PathBuf,
-    },
+    /// Run the proxy (the default when no command is given).
+    Run,
+    /// Validate a config and print the effective settings and lint warnings.
     Check {
-        config: PathBuf,
+        /// Exit 1 when there are warnings.
+        #[arg(long)]
         strict: bool,
     },
+    /// The proxy's verdict on a token for a request, and why.
     Explain {
-        config: PathBuf,
-        request: tokengate::explain::Request,
+        /// The request path.
+        #[arg(long, default_value = "/")]
+        path: String,
+        /// The request method.
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// A JWKS file to use instead of fetching keys like the proxy does.
+        #[arg(long, value_name = "FILE")]
+        jwks: Option<PathBuf>,
+        /// The token, or `-` (the default) to read it from stdin.
+        token: Option<String>,
     },
+    /// A local issuer, echo upstream and proxy in one process, with ready-to-run curl lines.
     Dev {
+        /// The proxy's public address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// The proxy's admin address.
+        #[arg(long, default_value = "127.0.0.1:9090")]
         admin: SocketAddr,
     },
-    Help,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Json,
+    Text,
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let (command, log_format) = match parse_args(&args) {
-        Ok(c) => c,
-        Err(msg) => {
-            eprintln!("tokengate: {msg}\n\n{USAGE}");
-            return ExitCode::from(EX_USAGE);
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitCode::SUCCESS
+                }
+                _ => ExitCode::from(EX_USAGE),
+            };
         }
     };
-    match command {
-        Command::Help => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
+    let log_format = cli.log_format;
+    let need_config = |what: &str| {
+        cli.config.clone().ok_or_else(|| {
+            eprintln!("tokengate: {what}\n\nrun `tokengate --help` for usage");
+            ExitCode::from(EX_USAGE)
+        })
+    };
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Check { strict } => {
+            let config = match need_config("check needs --config FILE") {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            check(&config, strict)
         }
-        Command::Check { config, strict } => match Config::load(&config) {
-            Ok(c) => {
-                println!("{}: OK\n\n{}", config.display(), c.summary());
-                let warnings = tokengate::config::lint::lint(&c);
-                for w in &warnings {
-                    println!("{w}");
-                }
-                if strict && !warnings.is_empty() {
-                    eprintln!(
-                        "tokengate: {} warning(s), failing because of --strict",
-                        warnings.len()
-                    );
-                    return ExitCode::from(1);
-                }
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("tokengate: invalid config: {e}");
-                ExitCode::from(1)
-            }
-        },
-        Command::Explain { config, request } => explain(&config, request),
-        Command::Run { config: path } => {
-            init_logging(log_format.as_deref());
+        Command::Explain {
+            path,
+            method,
+            jwks,
+            token,
+        } => {
+            let config = match need_config("explain needs --config FILE") {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let request = tokengate::explain::Request {
+                path,
+                method,
+                jwks,
+                token: token.unwrap_or_else(|| "-".into()),
+            };
+            explain(&config, request)
+        }
+        Command::Run => {
+            let path = match need_config("no config: pass --config FILE or set TOKENGATE_CONFIG") {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            init_logging(log_format);
             let config = match Config::load(&path) {
                 Ok(c) => c,
                 Err(e) => {
@@ -110,7 +172,7 @@ fn main() -> ExitCode {
             runtime().block_on(run(path, config))
         }
         Command::Dev { listen, admin } => {
-            init_logging(Some(log_format.as_deref().unwrap_or("text")));
+            init_logging(Some(log_format.unwrap_or(LogFormat::Text)));
             match runtime().block_on(tokengate::dev::run(listen, admin)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -122,80 +184,29 @@ fn main() -> ExitCode {
     }
 }
 
-fn parse_args(args: &[String]) -> Result<(Command, Option<String>), String> {
-    let mut it = args.iter().peekable();
-    let sub = match it.peek().map(|s| s.as_str()) {
-        Some("check") | Some("dev") | Some("run") | Some("explain") => it.next().cloned(),
-        _ => None,
-    };
-    let mut strict = false;
-    let mut path = "/".to_string();
-    let mut method = "GET".to_string();
-    let mut jwks: Option<PathBuf> = None;
-    let mut token: Option<String> = None;
-    let mut config: Option<PathBuf> = None;
-    let mut log_format = std::env::var("TOKENGATE_LOG_FORMAT").ok();
-    let mut listen: SocketAddr = "127.0.0.1:8080".parse().expect("literal");
-    let mut admin: SocketAddr = "127.0.0.1:9090".parse().expect("literal");
-    while let Some(arg) = it.next() {
-        let mut value = |name: &str| {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
-        match arg.as_str() {
-            "-h" | "--help" => return Ok((Command::Help, None)),
-            "-c" | "--config" => config = Some(value("--config")?.into()),
-            "--log-format" => log_format = Some(value("--log-format")?),
-            "--strict" if sub.as_deref() == Some("check") => strict = true,
-            "--path" if sub.as_deref() == Some("explain") => path = value("--path")?,
-            "--method" if sub.as_deref() == Some("explain") => method = value("--method")?,
-            "--jwks" if sub.as_deref() == Some("explain") => jwks = Some(value("--jwks")?.into()),
-            t if sub.as_deref() == Some("explain")
-                && token.is_none()
-                && (t == "-" || !t.starts_with('-')) =>
-            {
-                token = Some(t.to_string())
+/// `tokengate check`: exit 0 valid, 1 invalid (or warnings with `--strict`).
+fn check(config: &std::path::Path, strict: bool) -> ExitCode {
+    match Config::load(config) {
+        Ok(c) => {
+            println!("{}: OK\n\n{}", config.display(), c.summary());
+            let warnings = tokengate::config::lint::lint(&c);
+            for w in &warnings {
+                println!("{w}");
             }
-            "--listen" => {
-                listen = value("--listen")?
-                    .parse()
-                    .map_err(|e| format!("--listen: {e}"))?
+            if strict && !warnings.is_empty() {
+                eprintln!(
+                    "tokengate: {} warning(s), failing because of --strict",
+                    warnings.len()
+                );
+                return ExitCode::from(1);
             }
-            "--admin" => {
-                admin = value("--admin")?
-                    .parse()
-                    .map_err(|e| format!("--admin: {e}"))?
-            }
-            other => return Err(format!("unexpected argument {other:?}")),
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tokengate: invalid config: {e}");
+            ExitCode::from(1)
         }
     }
-    if let Some(f) = &log_format {
-        if f != "json" && f != "text" {
-            return Err(format!("--log-format must be json or text, not {f:?}"));
-        }
-    }
-    let config = config.or_else(|| std::env::var_os("TOKENGATE_CONFIG").map(PathBuf::from));
-    let command = match sub.as_deref() {
-        Some("dev") => Command::Dev { listen, admin },
-        Some("check") => Command::Check {
-            config: config.ok_or("check needs --config FILE")?,
-            strict,
-        },
-        Some("explain") => Command::Explain {
-            config: config.ok_or("explain needs --config FILE")?,
-            request: tokengate::explain::Request {
-                path,
-                method,
-                jwks,
-                token: token.unwrap_or_else(|| "-".into()),
-            },
-        },
-        _ => Command::Run {
-            config: config.ok_or("no config: pass --config FILE or set TOKENGATE_CONFIG")?,
-        },
-    };
-    Ok((command, log_format))
 }
 
 /// `tokengate explain`: exit 0 for allow, 1 for deny, 64 for bad input.
@@ -232,12 +243,12 @@ fn explain(config: &std::path::Path, mut request: tokengate::explain::Request) -
     }
 }
 
-fn init_logging(format: Option<&str>) {
+fn init_logging(format: Option<LogFormat>) {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("TOKENGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let json = match format {
-        Some(f) => f == "json",
+        Some(f) => f == LogFormat::Json,
         None => !std::io::stderr().is_terminal(),
     };
     let builder = tracing_subscriber::fmt()
@@ -284,13 +295,17 @@ async fn run(path: PathBuf, config: Config) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    notify_systemd("READY=1");
+    notify_systemd(&[NotifyState::Ready]);
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {
-                notify_systemd("RELOADING=1");
+                // systemd wants the reload's start time with RELOADING=1.
+                match NotifyState::monotonic_usec_now() {
+                    Ok(now) => notify_systemd(&[NotifyState::Reloading, now]),
+                    Err(_) => notify_systemd(&[NotifyState::Reloading]),
+                }
                 match Config::load(&path).and_then(|c| running.reload(c).map_err(tokengate::config::ConfigError::from)) {
                     Ok(()) => tracing::info!(config = %path.display(), "config reloaded"),
                     Err(e) => tracing::error!(error = %e, "config reload refused; keeping the current config"),
@@ -301,25 +316,21 @@ async fn run(path: PathBuf, config: Config) -> ExitCode {
                     Ok(false) => {}
                     Err(e) => tracing::error!(error = %e, "TLS reload failed; keeping the current certificate"),
                 }
-                notify_systemd("READY=1");
+                notify_systemd(&[NotifyState::Ready]);
             }
         }
     }
     tracing::info!("shutting down: draining in-flight requests");
-    notify_systemd("STOPPING=1");
+    notify_systemd(&[NotifyState::Stopping]);
     running.shutdown().await;
     tracing::info!("stopped");
     ExitCode::SUCCESS
 }
 
-/// sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET, if systemd gave us one.
-fn notify_systemd(state: &str) {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return;
-    };
-    let socket = match std::os::unix::net::UnixDatagram::unbound() {
-        Ok(s) => s,
-        Err(_) => return,
-    };
-    let _ = socket.send_to(state.as_bytes(), path);
+/// sd_notify(3): tells systemd (if it started us with `$NOTIFY_SOCKET`) about our state.
+/// Best effort: a failure is logged, never fatal.
+fn notify_systemd(state: &[NotifyState<'_>]) {
+    if let Err(error) = sd_notify::notify(state) {
+        tracing::warn!(%error, "sd_notify");
+    }
 }

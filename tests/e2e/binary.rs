@@ -375,9 +375,16 @@ async fn systemd_notify_readiness_and_stopping() {
         .unwrap();
     let p = Proc::start(&path, &[("NOTIFY_SOCKET", sock_path.to_str().unwrap())]);
     let mut buf = [0u8; 256];
+    // sd_notify(3): newline-separated assignments, one datagram per state change.
+    let assignments = |n: usize, buf: &[u8]| -> Vec<String> {
+        String::from_utf8_lossy(&buf[..n])
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
     let n = sock.recv(&mut buf).unwrap();
-    assert_eq!(&buf[..n], b"READY=1");
+    assert_eq!(assignments(n, &buf), ["READY=1"]);
     p.signal("-TERM");
     let n = sock.recv(&mut buf).unwrap();
-    assert_eq!(&buf[..n], b"STOPPING=1");
+    assert_eq!(assignments(n, &buf), ["STOPPING=1"]);
 }
