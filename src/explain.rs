@@ -38,6 +38,8 @@ pub struct Request {
     pub method: String,
     /// A JWKS file to use instead of fetching keys.
     pub jwks: Option<std::path::PathBuf>,
+    /// The body's `Content-Type`; `None` is a request without a body.
+    pub content_type: Option<String>,
     /// The token (a leading `Bearer ` is ignored).
     pub token: String,
 }
@@ -84,6 +86,23 @@ pub async fn explain(config: Config, req: &Request) -> Result<Explanation, Strin
         None => (req.path.as_str(), None),
     };
     let _ = writeln!(out, "request\n  {method} {path}");
+    let mut headers = HeaderMap::new();
+    match &req.content_type {
+        Some(ct) => {
+            let ct = HeaderValue::from_str(ct)
+                .map_err(|_| format!("--content-type: {ct:?} is not a header value"))?;
+            let _ = writeln!(
+                out,
+                "  with a body: content-type {}",
+                ct.to_str().unwrap_or("?")
+            );
+            headers.insert(http::header::CONTENT_TYPE, ct);
+        }
+        // As the pipeline states a POST's empty body before deciding.
+        None => {
+            headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        }
+    }
     // The same screens the pipeline runs before deciding.
     let screened =
         authorize::screen_method(&method).and_then(|()| authorize::screen_override(query));
@@ -106,7 +125,6 @@ pub async fn explain(config: Config, req: &Request) -> Result<Explanation, Strin
             let snapshot = Arc::new(Snapshot::new(Arc::new(config.policy), keys));
             let proxy =
                 crate::dev::fixture::offline_proxy(snapshot.clone(), 0, Arc::new(Metrics::new()));
-            let mut headers = HeaderMap::new();
             match HeaderValue::from_str(&format!("Bearer {token}")) {
                 Ok(v) => {
                     headers.insert(http::header::AUTHORIZATION, v);

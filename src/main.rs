@@ -95,6 +95,10 @@ enum Command {
         /// A JWKS file to use instead of fetching keys like the proxy does.
         #[arg(long, value_name = "FILE")]
         jwks: Option<PathBuf>,
+        /// The request has a body of this type (without it: no body). A POST that may carry a
+        /// form or JSON body is held to the PUT, PATCH and DELETE rules too.
+        #[arg(long, value_name = "TYPE")]
+        content_type: Option<String>,
         /// The token, or `-` (the default) to read it from stdin.
         token: Option<String>,
     },
@@ -150,6 +154,7 @@ fn main() -> ExitCode {
             path,
             method,
             jwks,
+            content_type,
             token,
         } => {
             let config = match need_config("explain needs --config FILE") {
@@ -160,6 +165,7 @@ fn main() -> ExitCode {
                 path,
                 method,
                 jwks,
+                content_type,
                 token: token.unwrap_or_else(|| "-".into()),
             };
             explain(&config, request)

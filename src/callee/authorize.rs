@@ -23,7 +23,11 @@
 //! What passes is upper-case, so the exact comparison with the upper-cased rule methods is the
 //! same comparison every framework makes. [`screen_override`] refuses a `_method` query
 //! parameter (400 `method_override`), which Laravel, Symfony and Express's `method-override`
-//! dispatch on; the header spellings are stripped by `rewrite`.
+//! dispatch on; the header spellings are stripped by `rewrite`. The body spelling cannot be
+//! screened without reading the body, so [`dispatched_as`] holds a POST that may carry a form or
+//! JSON body (`auth.body_method_override`, on by default) to the rules of every method a
+//! framework could dispatch it as: POST, PUT, PATCH and DELETE. It is anonymous only if all four
+//! are, and authorized only if all four are.
 //!
 //! [`report`] evaluates the same with every rule, for `mode = "report"` rules: what it refuses
 //! and [`authorize`] allows is forwarded and only reported.
@@ -32,7 +36,8 @@
 //! rule applies to it: an anonymous prefix never lets a request escape a rule.
 //! Nothing here allocates.
 
-use http::Method;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderMap, Method};
 
 use crate::config::{AuthConfig, Mode, Rule};
 use crate::normalize::Case;
@@ -144,6 +149,43 @@ pub fn screen_override(query: Option<&str>) -> Result<(), Rejection> {
     Ok(())
 }
 
+/// The methods a body `_method` field can turn a POST into (Rack::MethodOverride's list).
+static BODY_OVERRIDES: [Method; 3] = [Method::PUT, Method::PATCH, Method::DELETE];
+
+/// The methods besides `method` that the callee may run this request as. Rack reads `_method`
+/// from a POST with no `Content-Type` or a form one; Laravel also from JSON. `Content-Length: 0`
+/// is the only proof of an empty body a proxy can read from the head (an HTTP/2 request may
+/// send DATA without one), so anything else is assumed to have a body.
+pub fn dispatched_as(auth: &AuthConfig, method: &Method, headers: &HeaderMap) -> &'static [Method] {
+    if !auth.body_method_override || method != Method::POST {
+        return &[];
+    }
+    if headers
+        .get(CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() == b"0")
+    {
+        return &[];
+    }
+    let parsed = match headers.get(CONTENT_TYPE) {
+        None => true,
+        Some(v) => {
+            let v = v.as_bytes();
+            let essence = v.split(|&b| b == b';').next().unwrap_or(v).trim_ascii();
+            let is = |t: &[u8]| essence.eq_ignore_ascii_case(t);
+            let subtype = essence.rsplit(|&b| b == b'+').next().unwrap_or(b"");
+            is(b"application/x-www-form-urlencoded")
+                || is(b"multipart/form-data")
+                || is(b"application/json")
+                || (essence.contains(&b'+') && subtype.eq_ignore_ascii_case(b"json"))
+        }
+    };
+    if parsed {
+        &BODY_OVERRIDES
+    } else {
+        &[]
+    }
+}
+
 /// Decides whether `path` (normalized) with `method` may go through without a token.
 pub fn access(auth: &AuthConfig, path: &str, method: &Method) -> Access {
     let excluded = auth
@@ -244,6 +286,39 @@ fn rule_applies(rule: &Rule, path: &str, method: &Method) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_post_that_may_carry_a_parsed_body_may_run_as_put_patch_or_delete() {
+        let mut a = auth("");
+        let post = |ct: Option<&str>, cl: Option<&str>, a: &AuthConfig| {
+            let mut h = HeaderMap::new();
+            if let Some(ct) = ct {
+                h.insert(CONTENT_TYPE, ct.parse().unwrap());
+            }
+            if let Some(cl) = cl {
+                h.insert(CONTENT_LENGTH, cl.parse().unwrap());
+            }
+            dispatched_as(a, &Method::POST, &h).len()
+        };
+        for ct in [
+            None,
+            Some("application/x-www-form-urlencoded"),
+            Some("MULTIPART/FORM-DATA; boundary=x"),
+            Some("application/json;charset=utf-8"),
+            Some("application/vnd.api+json"),
+        ] {
+            assert_eq!(post(ct, None, &a), 3, "{ct:?}");
+            assert_eq!(post(ct, Some("12"), &a), 3, "{ct:?}");
+            assert_eq!(post(ct, Some("0"), &a), 0, "{ct:?}");
+        }
+        for ct in ["text/plain", "application/octet-stream", "application/grpc"] {
+            assert_eq!(post(Some(ct), None, &a), 0, "{ct}");
+        }
+        let form = HeaderMap::new();
+        assert!(dispatched_as(&a, &Method::PUT, &form).is_empty());
+        a.body_method_override = false;
+        assert_eq!(post(None, None, &a), 0);
+    }
     use crate::config::Config;
 
     struct Caller {

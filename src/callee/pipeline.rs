@@ -24,6 +24,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use http::uri::{PathAndQuery, Uri};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body::Body as _;
 use http_body_util::Either;
 use hyper::body::Incoming;
 
@@ -145,7 +146,7 @@ impl Proxy {
 
     async fn process(
         &self,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         conn: &Conn,
         deadline: Option<(Instant, std::time::Duration)>,
         request_id: &http::HeaderValue,
@@ -155,6 +156,17 @@ impl Proxy {
         // One reading of the method, shared by us and every framework behind us.
         authorize::screen_method(req.method())?;
         authorize::screen_override(req.uri().query())?;
+        // A POST known to have no body says so, so that our reading of a possible `_method` body
+        // field (`authorize::dispatched_as`) and the upstream's agree there is none.
+        if req.method() == Method::POST
+            && req.body().is_end_stream()
+            && !req.headers().contains_key(http::header::CONTENT_LENGTH)
+        {
+            req.headers_mut().insert(
+                http::header::CONTENT_LENGTH,
+                http::HeaderValue::from_static("0"),
+            );
+        }
         // Normalize: the path we authorize is the path the upstream gets.
         let target = upstream_target(&snap, req.uri())?;
         let path = target.path();
@@ -245,7 +257,12 @@ impl Proxy {
         now: u64,
     ) -> Decision {
         let auth = &snap.policy.auth;
-        if authorize::access(auth, path, method) == Access::Anonymous && !is_auth_me(path) {
+        // Every method the callee may run this request as must pass (a POST body's `_method`).
+        let overrides = authorize::dispatched_as(auth, method, headers);
+        let methods = || std::iter::once(method).chain(overrides);
+        if methods().all(|m| authorize::access(auth, path, m) == Access::Anonymous)
+            && !is_auth_me(path)
+        {
             return Decision::Anonymous;
         }
         let report_all = auth.mode == Mode::Report;
@@ -258,12 +275,13 @@ impl Proxy {
             Ok(id) => id,
             Err(reason) => return deny(reason, None),
         };
-        if let Err(reason) = authorize::authorize(auth, &*id, path, method) {
+        if let Err(reason) = methods().try_for_each(|m| authorize::authorize(auth, &*id, path, m)) {
             let identity = reason.token_accepted().then(|| id.clone());
             return deny(reason, identity);
         }
-        if authorize::has_report_rule(auth, path, method) {
-            if let Err(reason) = authorize::report(auth, &*id, path, method) {
+        if methods().any(|m| authorize::has_report_rule(auth, path, m)) {
+            if let Err(reason) = methods().try_for_each(|m| authorize::report(auth, &*id, path, m))
+            {
                 return Decision::Deny {
                     reason,
                     identity: Some(id),
@@ -283,8 +301,12 @@ impl Proxy {
         method: &Method,
         now: u64,
     ) -> Result<Arc<CachedIdentity>, Rejection> {
+        let auth = &snap.policy.auth;
         let entry = self.identify(snap, headers, now)?;
-        authorize::authorize(&snap.policy.auth, &*entry, path, method)?;
+        let overrides = authorize::dispatched_as(auth, method, headers);
+        std::iter::once(method)
+            .chain(overrides)
+            .try_for_each(|m| authorize::authorize(auth, &*entry, path, m))?;
         Ok(entry)
     }
 

@@ -172,6 +172,7 @@ struct AuthFile {
     clock_skew: Dur,
     max_token_lifetime: Dur,
     max_token_size: usize,
+    body_method_override: bool,
     rules: Vec<RuleFile>,
 }
 
@@ -199,6 +200,8 @@ impl Default for AuthFile {
             // continuous-access-evaluation tokens live up to 28 h; nothing legitimate lives longer.
             max_token_lifetime: secs(29 * 3600),
             max_token_size: 16 * 1024,
+            // On: fail closed for callees that dispatch on a `_method` body field.
+            body_method_override: true,
             rules: Vec::new(),
         }
     }
@@ -665,6 +668,7 @@ impl AuthFile {
             clock_skew: self.clock_skew.0,
             max_token_lifetime: self.max_token_lifetime.0,
             max_token_size: self.max_token_size,
+            body_method_override: self.body_method_override,
             rules,
         })
     }

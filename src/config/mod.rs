@@ -323,6 +323,10 @@ pub struct AuthConfig {
     pub max_token_lifetime: Duration,
     /// Largest accepted token, checked before any decoding.
     pub max_token_size: usize,
+    /// Whether a POST that may carry a form or JSON body is also held to the `PUT`, `PATCH` and
+    /// `DELETE` rules of its path: Rails, Laravel, Symfony and Express's `method-override` run
+    /// the handler named by a `_method` field in the body, which tokengate never reads.
+    pub body_method_override: bool,
     /// Role rules; every rule that matches a request must be satisfied.
     pub rules: Vec<Rule>,
 }
