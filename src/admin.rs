@@ -1,8 +1,9 @@
 //! The admin listener: `/healthz`, `/readyz`, `/metrics`. Never served on the public port.
 //!
 //! - `/healthz`: the process is up (liveness).
-//! - `/readyz`: signing keys are loaded, so valid tokens can be accepted (readiness). Stays ready
-//!   while the IdP is down as long as the last good keys are held.
+//! - `/readyz`: signing keys are loaded, so valid tokens can be accepted, and every egress route
+//!   holds a token (readiness). Stays ready while the IdP is down as long as the last good keys
+//!   (and tokens) are held.
 //! - `/metrics`: Prometheus text format.
 
 use std::sync::Arc;
@@ -14,12 +15,11 @@ use hyper::body::Incoming;
 
 use crate::metrics::Metrics;
 use crate::respond::{self, Body};
-use crate::snapshot::SnapshotCell;
 
-/// Answers one admin request.
+/// Answers one admin request. `not_ready` says why the process is not ready, if it is not.
 pub fn handle(
     req: &Request<Incoming>,
-    cell: &SnapshotCell,
+    not_ready: impl FnOnce() -> Option<&'static str>,
     metrics: &Arc<Metrics>,
 ) -> Response<Body> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
@@ -27,16 +27,10 @@ pub fn handle(
     }
     match req.uri().path() {
         "/healthz" => respond::text(StatusCode::OK, "ok\n"),
-        "/readyz" => {
-            if cell.load().ready() {
-                respond::text(StatusCode::OK, "ready\n")
-            } else {
-                respond::text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "not ready: no signing keys yet\n",
-                )
-            }
-        }
+        "/readyz" => match not_ready() {
+            None => respond::text(StatusCode::OK, "ready\n"),
+            Some(why) => respond::text(StatusCode::SERVICE_UNAVAILABLE, why),
+        },
         "/metrics" => {
             let mut resp = Response::new(http_body_util::Either::Right(http_body_util::Full::new(
                 Bytes::from(metrics.render()),

@@ -23,6 +23,7 @@
 
 pub mod admin;
 pub mod callee;
+pub mod caller;
 pub mod config;
 #[doc(hidden)]
 pub mod dev;
@@ -55,7 +56,7 @@ use callee::forward::Upstream;
 use callee::pipeline::Proxy;
 use callee::validate::cache::TokenCache;
 use callee::validate::fetch::KeyFetcher;
-pub use config::Config;
+pub use config::{Config, SidecarConfig};
 use snapshot::{SigningKeys, Snapshot, SnapshotCell};
 
 /// Installs the process-wide crypto providers (aws-lc-rs for rustls and jsonwebtoken) so that no
@@ -65,33 +66,137 @@ pub fn install_crypto_providers() {
     let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
 }
 
-/// A running proxy: both listeners bound, keys being fetched.
+/// A running process: the admin listener, the callee side (`[auth]`), the caller side
+/// (`[identity]`), or both.
 pub struct Running {
-    /// The public listener's bound address.
+    /// The callee side's public listener. When the config has no `[auth]` nothing listens for it
+    /// and this is the unspecified address `0.0.0.0:0`.
     pub public_addr: SocketAddr,
     /// The admin listener's bound address.
     pub admin_addr: SocketAddr,
+    callee: Option<CalleeState>,
+    caller: Option<caller::CallerSide>,
+    caller_config: Option<String>,
+    shutdown: watch::Sender<bool>,
+    servers: Vec<JoinHandle<()>>,
+}
+
+/// The callee side's handles.
+struct CalleeState {
     startup: config::Startup,
     tls: Option<Arc<net::tls::Acceptor>>,
     cell: Arc<SnapshotCell>,
     key_fetcher: Arc<KeyFetcher>,
-    shutdown: watch::Sender<bool>,
-    servers: Vec<JoinHandle<()>>,
     fetcher: JoinHandle<()>,
 }
 
-/// Binds the listeners and starts serving `config`.
+/// Binds the listeners and starts serving a callee-side `config`.
 pub async fn start(config: Config) -> io::Result<Running> {
+    start_sidecar(SidecarConfig::from(config)).await
+}
+
+/// Binds the listeners of whichever sides `config` has and starts serving.
+pub async fn start_sidecar(config: SidecarConfig) -> io::Result<Running> {
     install_crypto_providers();
-    let Config { startup, policy } = config;
-    let public = TcpListener::bind(startup.listen)
+    let metrics = Arc::new(metrics::Metrics::new());
+    let (shutdown, rx) = watch::channel(false);
+    let mut servers = Vec::new();
+
+    let mut public_addr = SocketAddr::from(([0, 0, 0, 0], 0));
+    let mut upstream = String::new();
+    let callee = match config.callee {
+        None => None,
+        Some(c) => {
+            let public = TcpListener::bind(c.startup.listen).await.map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("listen.address {}: {e}", c.startup.listen),
+                )
+            })?;
+            public_addr = public.local_addr()?;
+            upstream = c.policy.upstream.url.to_string();
+            let (state, server) = start_callee(c, public, &metrics, rx.clone())?;
+            servers.push(server);
+            Some(state)
+        }
+    };
+    let admin = TcpListener::bind(config.admin)
         .await
-        .map_err(|e| io::Error::new(e.kind(), format!("listen.address {}: {e}", startup.listen)))?;
-    let admin = TcpListener::bind(startup.admin)
-        .await
-        .map_err(|e| io::Error::new(e.kind(), format!("admin.address {}: {e}", startup.admin)))?;
-    let public_addr = public.local_addr()?;
+        .map_err(|e| io::Error::new(e.kind(), format!("admin.address {}: {e}", config.admin)))?;
     let admin_addr = admin.local_addr()?;
+    let caller_config = config.caller.as_ref().map(|c| format!("{c:?}"));
+    let caller = match config.caller {
+        None => None,
+        Some(c) => Some(
+            caller::start(
+                c,
+                &config.limits,
+                &config.extra_ca_certs,
+                &metrics,
+                rx.clone(),
+            )
+            .await?,
+        ),
+    };
+
+    let callee_ready = callee.as_ref().map(|c| c.cell.clone());
+    let caller_ready = caller.as_ref().map(|c| c.readiness());
+    servers.push(tokio::spawn(net::listener::serve(
+        admin,
+        config.limits.clone(),
+        None,
+        move |req, _conn| {
+            let not_ready = || {
+                if callee_ready.as_ref().is_some_and(|c| !c.load().ready()) {
+                    return Some("not ready: no signing keys yet\n");
+                }
+                if caller_ready.as_ref().is_some_and(|ready| !ready()) {
+                    return Some("not ready: an egress route has no token yet\n");
+                }
+                None
+            };
+            let resp = admin::handle(&req, not_ready, &metrics);
+            async move { resp }
+        },
+        rx,
+    )));
+    let endpoint = caller
+        .as_ref()
+        .and_then(|c| c.endpoint_addr)
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let egress: Vec<String> = caller
+        .as_ref()
+        .map(|c| c.egress_addrs.iter().map(|a| a.to_string()).collect())
+        .unwrap_or_default();
+    tracing::info!(
+        %public_addr,
+        %admin_addr,
+        tls = callee.as_ref().is_some_and(|c| c.tls.is_some()),
+        %upstream,
+        identity_endpoint = %endpoint,
+        egress = %egress.join(","),
+        "tokengate listening"
+    );
+    Ok(Running {
+        public_addr,
+        admin_addr,
+        callee,
+        caller,
+        caller_config,
+        shutdown,
+        servers,
+    })
+}
+
+/// The callee side on `public`: TLS, key fetcher and pipeline.
+fn start_callee(
+    config: Config,
+    public: TcpListener,
+    metrics: &Arc<metrics::Metrics>,
+    shutdown: watch::Receiver<bool>,
+) -> io::Result<(CalleeState, JoinHandle<()>)> {
+    let Config { startup, policy } = config;
     let tls = match &startup.listen_tls {
         None => None,
         Some(files) => Some(Arc::new(
@@ -99,13 +204,10 @@ pub async fn start(config: Config) -> io::Result<Running> {
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
         )),
     };
-
-    let upstream_url = policy.upstream.url.clone();
     let cell: Arc<SnapshotCell> = Arc::new(ArcSwap::from_pointee(Snapshot::new(
         Arc::new(policy),
         SigningKeys::Pending,
     )));
-    let metrics = Arc::new(metrics::Metrics::new());
     let key_fetcher = Arc::new(KeyFetcher::new(
         cell.clone(),
         metrics.clone(),
@@ -120,47 +222,24 @@ pub async fn start(config: Config) -> io::Result<Running> {
         key_fetcher.clone(),
         Upstream::new(&startup.upstream_pool, &startup.extra_ca_certs),
     ));
-    let (shutdown, rx) = watch::channel(false);
-    let limits = startup.limits.clone();
-    let public_server = tokio::spawn(net::listener::serve(
+    let server = tokio::spawn(net::listener::serve(
         public,
-        limits.clone(),
+        startup.limits.clone(),
         tls.clone(),
         move |req, conn| {
             let proxy = proxy.clone();
             async move { proxy.handle(req, conn).await }
         },
-        rx.clone(),
+        shutdown,
     ));
-    let admin_cell = cell.clone();
-    let admin_server = tokio::spawn(net::listener::serve(
-        admin,
-        limits,
-        None,
-        move |req, _conn| {
-            let resp = admin::handle(&req, &admin_cell, &metrics);
-            async move { resp }
-        },
-        rx,
-    ));
-    tracing::info!(
-        %public_addr,
-        %admin_addr,
-        tls = tls.is_some(),
-        upstream = %upstream_url,
-        "tokengate listening"
-    );
-    Ok(Running {
-        public_addr,
-        admin_addr,
+    let state = CalleeState {
         startup,
         tls,
         cell,
         key_fetcher,
-        shutdown,
-        servers: vec![public_server, admin_server],
         fetcher,
-    })
+    };
+    Ok((state, server))
 }
 
 impl Running {
@@ -169,9 +248,12 @@ impl Running {
     /// change this way: a config that differs there is refused whole, naming them, so nothing
     /// half-applies.
     pub fn reload(&self, config: Config) -> Result<(), String> {
+        let Some(callee) = &self.callee else {
+            return Err("this process runs no callee side ([auth]); restart to add one".into());
+        };
         let Config { startup, policy } = config;
-        if startup != self.startup {
-            let changed = self.startup.changed(&startup);
+        if startup != callee.startup {
+            let changed = callee.startup.changed(&startup);
             let names = if changed.is_empty() {
                 "start-only settings".to_string()
             } else {
@@ -179,29 +261,54 @@ impl Running {
             };
             return Err(format!("{names} cannot change without a restart"));
         }
-        let current = self.cell.load();
+        let current = callee.cell.load();
         let (old, new) = (&current.policy.auth, &policy.auth);
         let same_key_source = new.key_source == old.key_source && new.algorithms == old.algorithms;
-        snapshot::store_policy(&self.cell, Arc::new(policy));
+        snapshot::store_policy(&callee.cell, Arc::new(policy));
         if !same_key_source {
-            self.key_fetcher.refresh_now();
+            callee.key_fetcher.refresh_now();
         }
         Ok(())
+    }
+
+    /// Reloads a whole file: the callee side's policy as [`Running::reload`]; the caller side is
+    /// read once at start, so a changed `[identity]`, `[identity_endpoint]` or `[[egress]]` is
+    /// refused whole.
+    pub fn reload_sidecar(&self, config: SidecarConfig) -> Result<(), String> {
+        let caller = config.caller.as_ref().map(|c| format!("{c:?}"));
+        if caller != self.caller_config {
+            return Err(
+                "[identity], [identity_endpoint] and [[egress]] cannot change without a restart"
+                    .into(),
+            );
+        }
+        match (config.callee, &self.callee) {
+            (Some(c), Some(_)) => self.reload(c),
+            (None, None) => Ok(()),
+            _ => Err("adding or removing the callee side ([auth]) needs a restart".into()),
+        }
+    }
+
+    /// The caller side, when the config has `[identity]`.
+    pub fn caller(&self) -> Option<&caller::CallerSide> {
+        self.caller.as_ref()
     }
 
     /// Re-reads the public listener's certificate, key and client CA files (SIGHUP). Without
     /// TLS there is nothing to do. On error the current certificate stays in use and the error
     /// names the file; connections are never dropped either way.
     pub fn reload_tls(&self) -> Result<bool, String> {
-        match &self.tls {
+        match self.callee.as_ref().and_then(|c| c.tls.as_ref()) {
             None => Ok(false),
             Some(tls) => tls.reload().map(|()| true),
         }
     }
 
-    /// Whether signing keys are loaded.
+    /// Whether signing keys are loaded (callee side) and every egress route holds a token
+    /// (caller side).
     pub fn ready(&self) -> bool {
-        self.cell.load().ready()
+        self.callee.as_ref().is_none_or(|c| c.cell.load().ready())
+            && self.caller.as_ref().is_none_or(|c| (c.readiness())())
     }
 
     /// Stops accepting, drains in-flight requests (bounded by `limits.shutdown_grace`), stops.
@@ -210,7 +317,12 @@ impl Running {
         for s in self.servers {
             let _ = s.await;
         }
-        self.fetcher.abort();
+        if let Some(c) = self.caller {
+            c.drained().await;
+        }
+        if let Some(c) = self.callee {
+            c.fetcher.abort();
+        }
     }
 }
 

@@ -7,7 +7,10 @@
 //! tokengate explain --config FILE [--path P] [--method M] [--jwks FILE] [TOKEN | -]
 //!                                                      the proxy's verdict on a token, and why
 //! tokengate dev [--listen ADDR] [--admin ADDR]         local issuer + echo upstream + proxy
+//! tokengate identity-env --config FILE                 print IDENTITY_ENDPOINT/IDENTITY_HEADER
 //! ```
+//! A config with `[auth]` runs the callee side, one with `[identity]` the caller side; one
+//! process may run both.
 //! Exit codes: 0 clean shutdown; 1 `check` found errors (or warnings with `--strict`), `explain`
 //! says deny, or the proxy failed at run time; 64 bad command line or bad config at start.
 //!
@@ -26,9 +29,15 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use sd_notify::NotifyState;
 
-use tokengate::Config;
+use tokengate::{Config, SidecarConfig};
 
-const AFTER_HELP: &str = "check prints the effective config and `warning:` lines for settings \
+const AFTER_HELP: &str =
+    "A config with [auth] runs the callee side (validate incoming tokens), one \
+with [identity] the caller side (get tokens for apps and outgoing calls); one process may run \
+both. identity-env prints the exports that point azure-identity and MSAL at the caller side's \
+identity endpoint: eval \"$(tokengate identity-env --config FILE)\".
+
+check prints the effective config and `warning:` lines for settings \
 that will not work as meant; exit 0 (1 with --strict when there are warnings). explain prints \
 the token's header and claims (never the signature), which keys verify it, and the proxy's \
 verdict for that path (default /) and method (default GET): `allow` (exit 0) or `deny <reason> \
@@ -89,6 +98,9 @@ enum Command {
         /// The token, or `-` (the default) to read it from stdin.
         token: Option<String>,
     },
+    /// Print `export IDENTITY_ENDPOINT=... IDENTITY_HEADER=...` for the caller side's identity
+    /// endpoint (creating the secret file if missing).
+    IdentityEnv,
     /// A local issuer, echo upstream and proxy in one process, with ready-to-run curl lines.
     Dev {
         /// The proxy's public address.
@@ -152,13 +164,20 @@ fn main() -> ExitCode {
             };
             explain(&config, request)
         }
+        Command::IdentityEnv => {
+            let config = match need_config("identity-env needs --config FILE") {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            identity_env(&config)
+        }
         Command::Run => {
             let path = match need_config("no config: pass --config FILE or set TOKENGATE_CONFIG") {
                 Ok(c) => c,
                 Err(code) => return code,
             };
             init_logging(log_format);
-            let config = match Config::load(&path) {
+            let config = match SidecarConfig::load(&path) {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::error!(error = %e, "invalid config");
@@ -166,8 +185,11 @@ fn main() -> ExitCode {
                     return ExitCode::from(EX_USAGE);
                 }
             };
-            for w in tokengate::config::lint::lint(&config) {
+            for w in config.callee.iter().flat_map(tokengate::config::lint::lint) {
                 tracing::warn!(lint = w.lint, "config: {}", w.message);
+            }
+            for w in config.warnings() {
+                tracing::warn!("config: {w}");
             }
             runtime().block_on(run(path, config))
         }
@@ -186,24 +208,59 @@ fn main() -> ExitCode {
 
 /// `tokengate check`: exit 0 valid, 1 invalid (or warnings with `--strict`).
 fn check(config: &std::path::Path, strict: bool) -> ExitCode {
-    match Config::load(config) {
+    match SidecarConfig::load(config) {
         Ok(c) => {
+            // The caller side's warnings first: they are about exposure, not policy.
+            for w in c.warnings() {
+                println!("warning: {w}");
+            }
             println!("{}: OK\n\n{}", config.display(), c.summary());
-            let warnings = tokengate::config::lint::lint(&c);
+            let warnings: Vec<_> = c
+                .callee
+                .iter()
+                .flat_map(tokengate::config::lint::lint)
+                .collect();
             for w in &warnings {
                 println!("{w}");
             }
-            if strict && !warnings.is_empty() {
-                eprintln!(
-                    "tokengate: {} warning(s), failing because of --strict",
-                    warnings.len()
-                );
+            let count = warnings.len() + c.warnings().len();
+            if strict && count > 0 {
+                eprintln!("tokengate: {count} warning(s), failing because of --strict");
                 return ExitCode::from(1);
             }
             ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("tokengate: invalid config: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `tokengate identity-env`: exit 0 printed, 64 bad config or no `[identity_endpoint]`, 1 the
+/// secret file cannot be read or created.
+fn identity_env(config: &std::path::Path) -> ExitCode {
+    let endpoint = match SidecarConfig::load(config) {
+        Ok(c) => c.caller.and_then(|c| c.endpoint),
+        Err(e) => {
+            eprintln!("tokengate: invalid config: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let Some(endpoint) = endpoint else {
+        eprintln!(
+            "tokengate: {}: no [identity_endpoint] section: there is no endpoint to point apps at",
+            config.display()
+        );
+        return ExitCode::from(EX_USAGE);
+    };
+    match tokengate::caller::identity_env(&endpoint) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tokengate: {e}");
             ExitCode::from(1)
         }
     }
@@ -272,7 +329,7 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-async fn run(path: PathBuf, config: Config) -> ExitCode {
+async fn run(path: PathBuf, config: SidecarConfig) -> ExitCode {
     use tokio::signal::unix::{signal, SignalKind};
     // Handlers first: a SIGTERM that arrives right after READY=1 must drain, not kill.
     let handlers = (
@@ -287,7 +344,7 @@ async fn run(path: PathBuf, config: Config) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let running = match tokengate::start(config).await {
+    let running = match tokengate::start_sidecar(config).await {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
@@ -306,7 +363,7 @@ async fn run(path: PathBuf, config: Config) -> ExitCode {
                     Ok(now) => notify_systemd(&[NotifyState::Reloading, now]),
                     Err(_) => notify_systemd(&[NotifyState::Reloading]),
                 }
-                match Config::load(&path).and_then(|c| running.reload(c).map_err(tokengate::config::ConfigError::from)) {
+                match SidecarConfig::load(&path).and_then(|c| running.reload_sidecar(c).map_err(tokengate::config::ConfigError::from)) {
                     Ok(()) => tracing::info!(config = %path.display(), "config reloaded"),
                     Err(e) => tracing::error!(error = %e, "config reload refused; keeping the current config"),
                 }

@@ -241,6 +241,13 @@ impl Metrics {
         }
     }
 
+    /// Adds a collector owned elsewhere (the caller side's series) to the admin registry.
+    pub fn register(&self, collector: Box<dyn prometheus::core::Collector>) {
+        if let Err(error) = self.registry.register(collector) {
+            tracing::error!(%error, "metric not registered");
+        }
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(8192);

@@ -15,6 +15,8 @@ mod authn;
 mod authz;
 #[path = "e2e/binary.rs"]
 mod binary;
+#[path = "e2e/caller/mod.rs"]
+mod caller;
 #[path = "e2e/faults.rs"]
 mod faults;
 #[path = "e2e/grpc.rs"]

@@ -15,21 +15,30 @@ use serde::Deserialize;
 
 use super::{
     is_guid, AuthConfig, CacheConfig, ClientAuth, Config, ConfigError, KeyRefreshConfig, KeySource,
-    LimitsConfig, ListenTls, Mode, Policy, RequestLimits, Rule, Startup, TenantPolicy,
-    UpstreamConfig, UpstreamPool, UpstreamProtocol, TENANT_PLACEHOLDER,
+    LimitsConfig, ListenTls, Mode, Policy, RequestLimits, Rule, SidecarConfig, Startup,
+    TenantPolicy, UpstreamConfig, UpstreamPool, UpstreamProtocol, TENANT_PLACEHOLDER,
 };
+use crate::caller;
+use crate::caller::config::{AzureEnv, CallerConfig, EgressFile, EndpointFile, IdentityFile};
 use crate::normalize::Prefix;
 use crate::validate::Algorithm;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FileConfig {
-    #[serde(default)]
-    listen: ListenFile,
-    upstream: UpstreamFile,
+    /// The callee side's public listener; refused without `[auth]`.
+    listen: Option<ListenFile>,
+    /// Required with `[auth]`.
+    upstream: Option<UpstreamFile>,
     #[serde(default)]
     admin: AdminFile,
-    auth: AuthFile,
+    /// The callee side runs when this is present.
+    auth: Option<AuthFile>,
+    /// The caller side runs when this is present.
+    identity: Option<IdentityFile>,
+    identity_endpoint: Option<EndpointFile>,
+    #[serde(default)]
+    egress: Vec<EgressFile>,
     #[serde(default)]
     keys: KeysFile,
     #[serde(default)]
@@ -320,18 +329,60 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 impl FileConfig {
-    pub(super) fn check(self) -> Result<Config, ConfigError> {
-        let listen = parse_addr("listen.address", &self.listen.address)?;
-        let listen_tls = self.listen.tls()?;
+    pub(super) fn check(self, azure: &AzureEnv) -> Result<SidecarConfig, ConfigError> {
         let admin = parse_addr("admin.address", &self.admin.address)?;
+        let caller =
+            caller::config::check(self.identity, self.identity_endpoint, self.egress, azure)?;
+        let (auth, upstream) = match (self.auth, self.upstream) {
+            (Some(a), Some(u)) => (a, u),
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    "missing [upstream]: the callee side ([auth]) forwards validated requests \
+                     to upstream.url",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    "missing [auth]: [upstream] is the callee side's, and it needs [auth] to \
+                     say which tokens are accepted",
+                ))
+            }
+            (None, None) => {
+                let Some(caller) = caller else {
+                    return Err(ConfigError::new(
+                        "nothing to run: add [auth] and [upstream] (the callee side), \
+                         [identity] (the caller side), or both",
+                    ));
+                };
+                if self.listen.is_some() {
+                    return Err(ConfigError::new(
+                        "listen.address is the callee side's public listener; this config has \
+                         no [auth]",
+                    ));
+                }
+                let (limits, _, extra_ca_certs) = shared_settings(self.limits, self.tls)?;
+                check_clashes(None, admin, Some(&caller))?;
+                return Ok(SidecarConfig {
+                    callee: None,
+                    caller: Some(caller),
+                    admin,
+                    limits,
+                    extra_ca_certs,
+                });
+            }
+        };
+        let listen_file = self.listen.unwrap_or_default();
+        let listen = parse_addr("listen.address", &listen_file.address)?;
+        let listen_tls = listen_file.tls()?;
+        check_clashes(Some(listen), admin, caller.as_ref())?;
         if listen == admin && listen.port() != 0 {
             return Err(ConfigError::new(
                 "admin.address must differ from listen.address: admin endpoints are never served \
                  on the public listener",
             ));
         }
-        let (upstream, upstream_pool) = self.upstream.check()?;
-        let auth = self.auth.check()?;
+        let (upstream, upstream_pool) = upstream.check()?;
+        let auth = auth.check()?;
         let k = self.keys;
         let key_refresh = KeyRefreshConfig {
             refresh_interval: k.refresh_interval.0,
@@ -350,27 +401,8 @@ impl FileConfig {
                 "keys.fetch_timeout and keys.max_backoff must be > 0",
             ));
         }
-        let l = self.limits;
-        if l.max_connections == 0 || l.max_concurrent_streams == 0 {
-            return Err(ConfigError::new(
-                "limits.max_connections and limits.max_concurrent_streams must be > 0",
-            ));
-        }
-        if l.max_headers == 0 || l.idle_timeout.0.is_zero() || l.upgrade_idle_timeout.0.is_zero() {
-            return Err(ConfigError::new(
-                "limits.max_headers, limits.idle_timeout and limits.upgrade_idle_timeout must be > 0",
-            ));
-        }
-        if l.max_header_bytes < 8192 {
-            return Err(ConfigError::new(
-                "limits.max_header_bytes must be at least 8192",
-            ));
-        }
-        let extra_ca_certs = match &self.tls.ca_file {
-            None => Vec::new(),
-            Some(path) => load_ca_file(path)?,
-        };
-        Ok(Config {
+        let (limits, request_limits, extra_ca_certs) = shared_settings(self.limits, self.tls)?;
+        let config = Config {
             startup: Startup {
                 listen,
                 listen_tls,
@@ -380,28 +412,94 @@ impl FileConfig {
                     max_entries: self.cache.max_entries,
                     max_bytes: self.cache.max_bytes,
                 },
-                limits: LimitsConfig {
-                    header_read_timeout: l.header_read_timeout.0,
-                    shutdown_grace: l.shutdown_grace.0,
-                    max_concurrent_streams: l.max_concurrent_streams,
-                    max_header_bytes: l.max_header_bytes,
-                    max_connections: l.max_connections,
-                    max_headers: l.max_headers,
-                    idle_timeout: l.idle_timeout.0,
-                },
-                extra_ca_certs,
+                limits: limits.clone(),
+                extra_ca_certs: extra_ca_certs.clone(),
             },
             policy: Policy {
                 upstream,
                 auth,
                 key_refresh,
-                request_limits: RequestLimits {
-                    max_body_bytes: (l.max_body_bytes > 0).then_some(l.max_body_bytes),
-                    upgrade_idle_timeout: l.upgrade_idle_timeout.0,
-                },
+                request_limits,
             },
+        };
+        Ok(SidecarConfig {
+            callee: Some(config),
+            caller,
+            admin,
+            limits,
+            extra_ca_certs,
         })
     }
+}
+
+/// `[limits]` and `[tls]`, which both sides' listeners and clients use.
+fn shared_settings(
+    l: LimitsFile,
+    tls: TlsFile,
+) -> Result<
+    (
+        LimitsConfig,
+        RequestLimits,
+        Vec<rustls::pki_types::CertificateDer<'static>>,
+    ),
+    ConfigError,
+> {
+    if l.max_connections == 0 || l.max_concurrent_streams == 0 {
+        return Err(ConfigError::new(
+            "limits.max_connections and limits.max_concurrent_streams must be > 0",
+        ));
+    }
+    if l.max_headers == 0 || l.idle_timeout.0.is_zero() || l.upgrade_idle_timeout.0.is_zero() {
+        return Err(ConfigError::new(
+            "limits.max_headers, limits.idle_timeout and limits.upgrade_idle_timeout must be > 0",
+        ));
+    }
+    if l.max_header_bytes < 8192 {
+        return Err(ConfigError::new(
+            "limits.max_header_bytes must be at least 8192",
+        ));
+    }
+    let extra_ca_certs = match &tls.ca_file {
+        None => Vec::new(),
+        Some(path) => load_ca_file(path)?,
+    };
+    let limits = LimitsConfig {
+        header_read_timeout: l.header_read_timeout.0,
+        shutdown_grace: l.shutdown_grace.0,
+        max_concurrent_streams: l.max_concurrent_streams,
+        max_header_bytes: l.max_header_bytes,
+        max_connections: l.max_connections,
+        max_headers: l.max_headers,
+        idle_timeout: l.idle_timeout.0,
+    };
+    let request_limits = RequestLimits {
+        max_body_bytes: (l.max_body_bytes > 0).then_some(l.max_body_bytes),
+        upgrade_idle_timeout: l.upgrade_idle_timeout.0,
+    };
+    Ok((limits, request_limits, extra_ca_certs))
+}
+
+/// Every listener on its own address (port 0 excepted: the kernel picks distinct ones).
+fn check_clashes(
+    listen: Option<SocketAddr>,
+    admin: SocketAddr,
+    caller: Option<&CallerConfig>,
+) -> Result<(), ConfigError> {
+    let mut taken: Vec<(String, SocketAddr)> = vec![("admin.address".into(), admin)];
+    if let Some(l) = listen {
+        taken.push(("listen.address".into(), l));
+    }
+    for (key, addr) in caller.map(|c| c.addresses()).unwrap_or_default() {
+        if addr.port() != 0 {
+            if let Some((other, _)) = taken.iter().find(|(_, a)| *a == addr) {
+                return Err(ConfigError::new(format!(
+                    "{key}: {addr} is already {other}"
+                )));
+            }
+        }
+        taken.push((key, addr));
+    }
+    Ok(())
 }
 
 impl UpstreamFile {

@@ -32,6 +32,7 @@ use serde::Deserialize;
 
 pub use file::parse_duration;
 
+use crate::caller::config::{AzureEnv, CallerConfig};
 pub use crate::net::tls::{ClientAuth, ListenTls};
 use crate::normalize::Prefix;
 use crate::validate::Algorithm;
@@ -44,6 +45,101 @@ pub struct Config {
     /// Swapped by a reload.
     pub policy: Policy,
 }
+
+/// A whole config file: the callee side (`[auth]`), the caller side (`[identity]`), or both,
+/// with what they share. The callee side's [`Config`] does not change with the caller side's
+/// existence: code that validates requests never sees `[identity]`.
+#[derive(Debug, Clone)]
+pub struct SidecarConfig {
+    /// The callee side, when the file has `[auth]` (and then `[upstream]`).
+    pub callee: Option<Config>,
+    /// The caller side, when the file has `[identity]`. Read once at start.
+    pub caller: Option<CallerConfig>,
+    /// Admin listener (`/healthz`, `/readyz`, `/metrics`), shared by both sides.
+    pub admin: SocketAddr,
+    /// Connection limits, for every listener.
+    pub limits: LimitsConfig,
+    /// Extra CA certificates for every outgoing https connection (`tls.ca_file`).
+    pub extra_ca_certs: Vec<rustls::pki_types::CertificateDer<'static>>,
+}
+
+impl SidecarConfig {
+    /// Reads `path`, applies `TOKENGATE_*` overrides and the caller side's `AZURE_*` defaults
+    /// from the process environment, and checks.
+    pub fn load(path: &Path) -> Result<SidecarConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(format!("{}: {e}", path.display())))?;
+        SidecarConfig::from_toml_with_env(&text, std::env::vars())
+            .map_err(|e| ConfigError::new(format!("{}: {e}", path.display())))
+    }
+
+    /// Parses TOML text without any environment.
+    pub fn from_toml(text: &str) -> Result<SidecarConfig, ConfigError> {
+        SidecarConfig::from_toml_with_env(text, std::iter::empty())
+    }
+
+    /// Parses TOML text with `env` (name, value) pairs: `TOKENGATE_<SECTION>__<KEY>` overrides
+    /// and the caller side's `AZURE_*` defaults.
+    pub fn from_toml_with_env(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<SidecarConfig, ConfigError> {
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let azure = AzureEnv::from_pairs(&env);
+        // The file alone first, so errors carry its line numbers.
+        let file: file::FileConfig =
+            toml::from_str(text).map_err(|e| ConfigError::new(e.to_string()))?;
+        let overrides: Vec<&(String, String)> =
+            env.iter().filter(|(k, _)| env::is_override(k)).collect();
+        if overrides.is_empty() {
+            return file.check(&azure);
+        }
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e| ConfigError::new(e.to_string()))?;
+        for (name, value) in overrides {
+            env::apply_override(&mut table, name, value)?;
+        }
+        let file = file::FileConfig::deserialize(table)
+            .map_err(|e| ConfigError::new(format!("after environment overrides: {e}")))?;
+        file.check(&azure)
+    }
+
+    /// A human summary of the effective settings of both sides, for `tokengate check`.
+    pub fn summary(&self) -> String {
+        let mut s = match &self.callee {
+            Some(c) => c.summary(),
+            None => format!("admin         {}\n", self.admin),
+        };
+        if let Some(c) = &self.caller {
+            s.push_str(&c.summary());
+        }
+        s
+    }
+
+    /// Settings that are legal but deserve a second look (printed as `warning:` lines).
+    pub fn warnings(&self) -> Vec<String> {
+        self.caller
+            .as_ref()
+            .map(|c| c.warnings())
+            .unwrap_or_default()
+    }
+}
+
+impl From<Config> for SidecarConfig {
+    /// A callee-only process.
+    fn from(config: Config) -> SidecarConfig {
+        SidecarConfig {
+            admin: config.startup.admin,
+            limits: config.startup.limits.clone(),
+            extra_ca_certs: config.startup.extra_ca_certs.clone(),
+            callee: Some(config),
+            caller: None,
+        }
+    }
+}
+
+/// Why [`Config::load`] refuses a file that only has the caller side.
+const NO_CALLEE: &str = "no [auth] section: the callee side needs [auth] and [upstream]";
 
 /// The settings read once, when the process starts. Compared whole on reload: any difference
 /// refuses the reload.
@@ -395,11 +491,11 @@ impl std::error::Error for ConfigError {}
 
 impl Config {
     /// Reads `path`, applies `TOKENGATE_*` overrides from the process environment, and checks.
+    /// The file must have the callee side (`[auth]`); see [`SidecarConfig`] for either side.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::new(format!("{}: {e}", path.display())))?;
-        Config::from_toml_with_env(&text, std::env::vars())
-            .map_err(|e| ConfigError::new(format!("{}: {e}", path.display())))
+        SidecarConfig::load(path)?
+            .callee
+            .ok_or_else(|| ConfigError::new(format!("{}: {NO_CALLEE}", path.display())))
     }
 
     /// Parses TOML text without environment overrides.
@@ -407,29 +503,15 @@ impl Config {
         Config::from_toml_with_env(text, std::iter::empty())
     }
 
-    /// Parses TOML text, then applies overrides from `env` (name, value) pairs.
+    /// Parses TOML text, then applies overrides from `env` (name, value) pairs. The file must
+    /// have the callee side (`[auth]`).
     pub fn from_toml_with_env(
         text: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        // The file alone first, so errors carry its line numbers.
-        let file: file::FileConfig =
-            toml::from_str(text).map_err(|e| ConfigError::new(e.to_string()))?;
-        let overrides: Vec<(String, String)> = env
-            .into_iter()
-            .filter(|(k, _)| env::is_override(k))
-            .collect();
-        if overrides.is_empty() {
-            return file.check();
-        }
-        let mut table: toml::Table =
-            toml::from_str(text).map_err(|e| ConfigError::new(e.to_string()))?;
-        for (name, value) in &overrides {
-            env::apply_override(&mut table, name, value)?;
-        }
-        let file = file::FileConfig::deserialize(table)
-            .map_err(|e| ConfigError::new(format!("after environment overrides: {e}")))?;
-        file.check()
+        SidecarConfig::from_toml_with_env(text, env)?
+            .callee
+            .ok_or_else(|| ConfigError::new(NO_CALLEE))
     }
 
     /// A human summary of the effective settings, for `tokengate check`.

@@ -6,10 +6,13 @@
 //! - [`idp`]: [`IdpServer`], discovery + JWKS on loopback, with faults on demand.
 //! - [`echo`]: [`serve_echo`], an upstream that echoes what reached it (HTTP and WebSocket).
 //! - [`policy`]: [`PolicyToml`], the one policy builder.
+//! - [`token`]: a dev token endpoint for the caller side ([`token::DevTokenServer`]).
+//! - [`ws_echo`]: the WebSocket half of the echo upstream.
 //! - [`fixture`]: [`fixture::Fixture`], the one test fixture (issuer + snapshot + keys), and an
 //!   offline [`crate::callee::pipeline::Proxy`].
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -19,6 +22,7 @@ pub mod fixture;
 pub mod idp;
 pub mod issuer;
 pub mod policy;
+pub mod token;
 pub mod ws_echo;
 
 pub use echo::serve_echo;
@@ -31,11 +35,21 @@ pub use policy::{reference_policy_toml, PolicyToml};
 
 /// `tokengate dev`: issuer, echo upstream and proxy in one process; prints a working `curl`.
 pub async fn run(listen: SocketAddr, admin: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
-    let issuer = DevIssuer::generate();
+    let issuer = Arc::new(DevIssuer::generate());
     let idp = IdpServer::start(issuer.jwks()).await?;
+    let tokens = token::DevTokenServer::start(issuer.clone()).await?;
     let echo = TcpListener::bind("127.0.0.1:0").await?;
     let echo_addr = echo.local_addr()?;
     tokio::spawn(serve_echo(echo));
+    // The caller side's secret lives in a directory of its own, gone with the process's tmp.
+    let secret_dir = std::env::temp_dir().join(format!("tokengate-dev-{}", std::process::id()));
+    std::fs::create_dir_all(&secret_dir)?;
+    let secret_file = secret_dir.join("identity-secret");
+    // The egress route calls this process's own callee side, over loopback.
+    let mut callee_addr = listen;
+    if callee_addr.ip().is_unspecified() {
+        callee_addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
 
     let text = PolicyToml::for_issuer(&issuer)
         .listen(listen)
@@ -46,13 +60,35 @@ pub async fn run(listen: SocketAddr, admin: SocketAddr) -> Result<(), Box<dyn st
         .rule("/admin", &[], &["App.Admin"])
         // Being rolled out: not enforced yet, refusals only logged (`would deny`) and counted.
         .rule_raw("path = \"/beta\"\nroles = [\"Beta.Tester\"]\nmode = \"report\"")
+        // The caller side: tokens from the dev issuer, for apps and for calls through the
+        // egress route.
+        .section(&format!(
+            r#"[identity]
+source = "dev"
+authority_host = "{dev_authority}"
+dev_roles = ["App.Read"]
+[identity_endpoint]
+address = "127.0.0.1:0"
+secret_file = "{secret}"
+[[egress]]
+listen = "127.0.0.1:0"
+upstream = "http://{callee_addr}"
+resource = "{DEV_AUDIENCE}""#,
+            dev_authority = tokens.authority(),
+            secret = secret_file.display(),
+        ))
         .toml();
-    let config = crate::Config::from_toml(&text)?;
+    let config = crate::SidecarConfig::from_toml(&text)?;
     // Written out so `tokengate explain --config` can be shown against the same policy.
     let config_file =
         std::env::temp_dir().join(format!("tokengate-dev-{}.toml", std::process::id()));
     std::fs::write(&config_file, &text)?;
-    let running = crate::start(config).await?;
+    let endpoint_config = config
+        .caller
+        .as_ref()
+        .and_then(|c| c.endpoint.clone())
+        .ok_or("dev config has an identity endpoint")?;
+    let running = crate::start_sidecar(config).await?;
     while !running.ready() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -120,9 +156,29 @@ pub async fn run(listen: SocketAddr, admin: SocketAddr) -> Result<(), Box<dyn st
         running.admin_addr, running.admin_addr
     );
     println!();
+    if let Some(caller) = running.caller() {
+        let mut endpoint = endpoint_config;
+        if let Some(a) = caller.endpoint_addr {
+            endpoint.address = a;
+        }
+        let exports = crate::caller::identity_env(&endpoint)?;
+        println!("# the caller side: an app's calls through the egress route get a token attached");
+        for egress in &caller.egress_addrs {
+            println!("curl -s http://{egress}/hello    # the echo shows X-MS-CLIENT-PRINCIPAL-ID");
+        }
+        println!();
+        println!("# unmodified apps (azure-identity, MSAL) find the identity endpoint with:");
+        print!("{exports}");
+        println!(
+            "curl -s -H \"X-IDENTITY-HEADER: $IDENTITY_HEADER\" \
+             \"$IDENTITY_ENDPOINT?api-version=2019-08-01&resource={DEV_AUDIENCE}\""
+        );
+        println!();
+    }
     println!("Ctrl-C to stop.");
     crate::wait_for_shutdown_signal().await;
     running.shutdown().await;
+    let _ = std::fs::remove_dir_all(&secret_dir);
     let _ = std::fs::remove_file(&config_file);
     Ok(())
 }

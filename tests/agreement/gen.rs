@@ -319,6 +319,21 @@ pub fn variant(seed: u64, index: u64) -> Vec<u8> {
         let value = *r.pick(OVERRIDE_VALUES);
         headers.push(format!("{name}: {value}"));
     }
+    if r.chance(3) {
+        // Hop-by-hop abuse: a Connection header naming the identity headers tokengate sets.
+        let base = *r.pick(IDENTITY_HEADERS);
+        headers.push(format!(
+            "Connection: keep-alive, {}",
+            spell_name(&mut r, base, false)
+        ));
+    }
+    if r.chance(2) {
+        // The upgrade path (WebSocket) is authorized like any other request.
+        headers.push("Connection: Upgrade".into());
+        headers.push("Upgrade: websocket".into());
+        headers.push("Sec-WebSocket-Version: 13".into());
+        headers.push("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==".into());
+    }
     let mut body: &[u8] = b"";
     if !method.eq_ignore_ascii_case("GET") && !method.eq_ignore_ascii_case("HEAD") || r.chance(10) {
         if r.chance(10) {
