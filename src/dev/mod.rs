@@ -45,7 +45,17 @@ pub async fn run(listen: SocketAddr, admin: SocketAddr) -> Result<(), Box<dyn st
     let secret_dir = std::env::temp_dir().join(format!("tokengate-dev-{}", std::process::id()));
     std::fs::create_dir_all(&secret_dir)?;
     let secret_file = secret_dir.join("identity-secret");
-    // The egress route calls this process's own callee side, over loopback.
+    // The egress route calls this process's own callee side, over loopback, so the callee's
+    // port must be known before start: `--listen ...:0` gets a free one picked here.
+    let mut listen = listen;
+    if listen.port() == 0 {
+        listen.set_port(
+            TcpListener::bind((listen.ip(), 0))
+                .await?
+                .local_addr()?
+                .port(),
+        );
+    }
     let mut callee_addr = listen;
     if callee_addr.ip().is_unspecified() {
         callee_addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());

@@ -267,3 +267,64 @@ resource = "api://leak"
         }
     }
 }
+
+#[tokio::test]
+async fn tokengate_dev_prints_how_to_try_the_caller_side_and_it_works() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(BIN)
+        .args(["dev", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .env("TOKENGATE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .take_while(|l| l != "Ctrl-C to stop.")
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    let find = |prefix: &str| {
+        lines
+            .iter()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no line starting {prefix:?} in:\n{}", lines.join("\n")))
+            .to_string()
+    };
+    // The egress route: no credentials from the app, an identity at the callee.
+    let egress = lines
+        .iter()
+        .find(|l| l.starts_with("curl -s http://") && l.contains("X-MS-CLIENT-PRINCIPAL-ID"))
+        .unwrap_or_else(|| panic!("no egress line in:\n{}", lines.join("\n")));
+    let egress_url = egress.split_whitespace().nth(2).unwrap();
+    let r = send(Request::get(egress_url).body(Full::default()).unwrap()).await;
+    // The identity endpoint, with the printed exports.
+    let endpoint = find("export IDENTITY_ENDPOINT=");
+    let header = find("export IDENTITY_HEADER=");
+    let t = send(
+        Request::get(format!(
+            "{endpoint}?api-version=2019-08-01&resource=api://tokengate-dev"
+        ))
+        .header("X-IDENTITY-HEADER", header)
+        .body(Full::default())
+        .unwrap(),
+    )
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json()["headers"]["x-ms-client-principal-id"],
+        tokengate::dev::DEV_CALLER_OID
+    );
+    assert_eq!(t.status, 200, "{}", t.text());
+    assert!(t.json()["access_token"]
+        .as_str()
+        .unwrap()
+        .starts_with("eyJ"));
+}

@@ -258,3 +258,43 @@ fn config_errors_for_the_sides_name_what_is_missing() {
         assert!(err.contains(needle), "{text}: {err}");
     }
 }
+
+#[tokio::test]
+async fn sighup_keeps_the_caller_side_and_refuses_to_change_it() {
+    let files = TestDir::new("hup");
+    let file = files.write("token", "federated\n");
+    let entra = MockEntra::start(
+        Expect::Federated("federated".into()),
+        Arc::new(DevIssuer::generate()),
+    )
+    .await;
+    let config = workload_config(&entra, &file, "");
+    let side = Sidecar::start(&config, &[], "info");
+    let secret = side.secret("secret");
+    assert_eq!(
+        side.app_service("api://callee", Some(&secret), "")
+            .await
+            .status,
+        200
+    );
+    // The same file: reloaded (nothing to swap on a caller-only process).
+    side.reload(&config);
+    assert!(side.wait_log("config reloaded"), "{}", side.logs());
+    // A changed [identity]: refused whole, the running side keeps serving.
+    side.reload(&config.replace(
+        "federated_token_file",
+        "timeout = \"3s\"\nfederated_token_file",
+    ));
+    assert!(
+        side.wait_log("cannot change without a restart"),
+        "{}",
+        side.logs()
+    );
+    assert_eq!(
+        side.app_service("api://callee", Some(&secret), "")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(entra.hits(), 1);
+}

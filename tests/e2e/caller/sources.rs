@@ -28,6 +28,17 @@ wait_timeout = "2s"
     )
 }
 
+/// Waits (at most 6 s) until the mock Entra has seen `n` token requests.
+async fn wait_for_hits(entra: &MockEntra, n: usize) {
+    for _ in 0..600 {
+        if entra.hits() >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the mock Entra saw {} requests, not {n}", entra.hits());
+}
+
 #[tokio::test]
 async fn workload_identity_sends_every_field_and_rereads_the_rotated_token_file() {
     let files = TestDir::new("wi");
@@ -54,12 +65,29 @@ async fn workload_identity_sends_every_field_and_rereads_the_rotated_token_file(
     // The kubelet rotates the projected token: the next refresh sends the new one.
     files.write("token", "federated-token-two\n");
     entra.set(|s| s.expect = Expect::Federated("federated-token-two".into()));
-    tokio::time::sleep(Duration::from_millis(4000)).await;
+    let started = Instant::now();
+    wait_for_hits(&entra, 2).await;
+    // Refreshed at half-life (3 s), well before the 6 s expiry, with no request asking.
+    assert!(started.elapsed() < Duration::from_millis(5500));
     entra.assert_no_errors();
-    assert_eq!(entra.hits(), 2, "refreshed once, ahead of expiry");
-    let r = side.app_service("api://callee", Some(&secret), "").await;
-    let second = r.json()["access_token"].as_str().unwrap().to_string();
-    assert_ne!(first, second, "the refreshed token is served");
+    // The mock counts a request when it arrives; the new token is published when it is answered.
+    let issued = || entra.state.lock().unwrap().issued.clone();
+    for _ in 0..200 {
+        if issued().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut second = String::new();
+    for _ in 0..200 {
+        let r = side.app_service("api://callee", Some(&secret), "").await;
+        second = r.json()["access_token"].as_str().unwrap().to_string();
+        if second != first {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(second, issued()[1], "the refreshed token is served");
     assert_eq!(
         side.metric(
             "tokengate_token_acquisitions_total{outcome=\"ok\",source=\"workload_identity\"}"
@@ -113,9 +141,10 @@ secret_file = "{{dir}}/secret"
             x5t: x5t2,
         }
     });
-    tokio::time::sleep(Duration::from_millis(4000)).await;
+    let started = Instant::now();
+    wait_for_hits(&entra, 2).await;
+    assert!(started.elapsed() < Duration::from_millis(5500));
     entra.assert_no_errors();
-    assert_eq!(entra.hits(), 2);
 }
 
 #[tokio::test]

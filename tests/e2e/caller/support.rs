@@ -150,6 +150,17 @@ impl Sidecar {
         );
     }
 
+    /// Rewrites the config file (`{dir}` replaced as at start) and sends SIGHUP.
+    pub fn reload(&self, config: &str) {
+        let text = config.replace("{dir}", self.dir.0.to_str().unwrap());
+        self.dir.write("tokengate.toml", &text);
+        let ok = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
     /// Every log line so far.
     pub fn logs(&self) -> String {
         self.lines.lock().unwrap().join("\n")
