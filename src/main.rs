@@ -210,6 +210,17 @@ fn main() -> ExitCode {
 fn check(config: &std::path::Path, strict: bool) -> ExitCode {
     match SidecarConfig::load(config) {
         Ok(c) => {
+            // The listener's certificate and key are read at start: a bad pair is a bad config.
+            if let Some(files) = c
+                .callee
+                .as_ref()
+                .and_then(|c| c.startup.listen_tls.as_ref())
+            {
+                if let Err(e) = tokengate::net::tls::Acceptor::load(files.clone()) {
+                    eprintln!("tokengate: invalid config: {e}");
+                    return ExitCode::from(1);
+                }
+            }
             // The caller side's warnings first: they are about exposure, not policy.
             for w in c.warnings() {
                 println!("warning: {w}");
@@ -349,6 +360,10 @@ async fn run(path: PathBuf, config: SidecarConfig) -> ExitCode {
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
             eprintln!("tokengate: {e}");
+            // InvalidInput is a bad TLS certificate or key file: a config error like the others.
+            if e.kind() == std::io::ErrorKind::InvalidInput {
+                return ExitCode::from(EX_USAGE);
+            }
             return ExitCode::from(1);
         }
     };

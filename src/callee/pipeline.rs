@@ -421,8 +421,14 @@ impl Proxy {
             None => self.metrics.anonymous(),
         }
         rewrite::strip_hop_by_hop(resp.headers_mut());
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS && client_upgrade.is_none() {
+            // Only a WebSocket handshake we forwarded may switch protocols.
+            tracing::warn!("upstream answered 101 to a request that asked for no upgrade");
+            return Err(Rejection::UpstreamUnavailable);
+        }
         if let (Some(client), StatusCode::SWITCHING_PROTOCOLS) = (client_upgrade, resp.status()) {
             let upstream = hyper::upgrade::on(&mut resp);
+            conn.state.upgraded();
             upgrade::restore_headers(resp.headers_mut());
             upgrade::spawn_splice(
                 client,

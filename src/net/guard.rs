@@ -19,7 +19,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -47,6 +47,7 @@ pub struct ConnState {
     epoch: Instant,
     last_activity_ms: AtomicU64,
     violation: AtomicU8,
+    upgraded: AtomicBool,
 }
 
 impl ConnState {
@@ -55,7 +56,14 @@ impl ConnState {
             epoch: Instant::now(),
             last_activity_ms: AtomicU64::new(0),
             violation: AtomicU8::new(0),
+            upgraded: AtomicBool::new(false),
         }
+    }
+
+    /// The connection is being upgraded (WebSocket): what follows is not HTTP/1, so framing
+    /// stops being scanned and no buffered bytes are held for it.
+    pub fn upgraded(&self) {
+        self.upgraded.store(true, Ordering::Release);
     }
 
     /// The smuggling shape seen on this connection, if any.
@@ -127,6 +135,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for GuardedStream<S> {
             let new = &buf.filled()[before..];
             if !new.is_empty() {
                 this.state.touch();
+                if this.state.upgraded.load(Ordering::Acquire) {
+                    this.framer = Framer::Off;
+                }
                 if let Some(v) = this.framer.feed(new) {
                     this.state.flag(v);
                 }
@@ -497,5 +508,27 @@ POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
             f.feed(b"\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"),
             None
         );
+    }
+
+    #[tokio::test]
+    async fn after_an_upgrade_bytes_are_not_scanned_or_held() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut client, server) = tokio::io::duplex(4096);
+        let (mut guarded, state) = GuardedStream::new(server);
+        let mut buf = [0u8; 4096];
+        client
+            .write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let _ = guarded.read(&mut buf).await.unwrap();
+        state.upgraded();
+        // WebSocket payload that would look like a smuggling head to the HTTP/1 framer.
+        client
+            .write_all(b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
+            .await
+            .unwrap();
+        let _ = guarded.read(&mut buf).await.unwrap();
+        assert_eq!(state.violation(), None);
+        assert!(matches!(guarded.framer, Framer::Off));
     }
 }

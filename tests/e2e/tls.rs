@@ -369,3 +369,47 @@ async fn certificate_reloads_on_sighup_under_load_without_dropped_requests() {
         ok.load(Ordering::Relaxed)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_certificate_files_are_config_errors_naming_the_file() {
+    let issuer = DevIssuer::generate();
+    let idp = IdpServer::start(issuer.jwks()).await.unwrap();
+    let ca = TestCa::new("ca");
+    let leaf = ca.server("first");
+    let cert = TempFile::new("pem", leaf.cert_pem.as_bytes());
+    let foreign_key = TempFile::new("pem", ca.server("other").key_pem.as_bytes());
+    let text = proxy_config(
+        &idp,
+        "http://127.0.0.1:1",
+        &format!(
+            "tls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+            cert.path(),
+            foreign_key.path()
+        ),
+        "",
+    );
+    let config = TempFile::new("toml", text.as_bytes());
+    let bin = env!("CARGO_BIN_EXE_tokengate");
+    let check = std::process::Command::new(bin)
+        .args(["check", "--config", config.path()])
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&check.stderr);
+    assert!(err.contains(foreign_key.path()), "{err}");
+    let run = std::process::Command::new(bin)
+        .args(["--config", config.path()])
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&run.stderr).contains(foreign_key.path()));
+    // Half a pair is refused by the config itself, naming both keys.
+    let half = text.replace(&format!("tls_key_file = \"{}\"\n", foreign_key.path()), "");
+    let half_file = TempFile::new("toml", half.as_bytes());
+    let out = std::process::Command::new(bin)
+        .args(["check", "--config", half_file.path()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tls_key_file"));
+}
