@@ -10,7 +10,8 @@
 //! the test, elsewhere its stack is skipped with a loud message.
 //!
 //! Knobs: `AGREEMENT_SEED` replays a run (the seed is printed); `AGREEMENT_VARIANTS` is the total
-//! across stacks (default 102,000); `AGREEMENT_STACKS=flask,go` picks stacks. Cases in
+//! across stacks (default 102,000 in CI, 24,000 elsewhere); `AGREEMENT_STACKS=flask,go` picks
+//! stacks; `AGREEMENT_TOKENGATE_BIN` puts another build in front. Cases in
 //! `agreement/regressions.txt` are replayed first, on every stack; a failing run writes its
 //! cases in that format to `target/agreement/failures.txt`, ready to be appended there.
 
@@ -40,8 +41,10 @@ use tokengate::dev::{v2_issuer, DevIssuer, IdpServer};
 
 /// Connections per stack: enough to overlap the apps' and tokengate's latency on 2 cores.
 const CONNECTIONS: usize = 4;
-/// The default total, across stacks.
-const DEFAULT_VARIANTS: u64 = 102_000;
+/// The default total across stacks in CI (`CI=true`): issue 9 asks for 100,000 per CI run.
+const CI_VARIANTS: u64 = 102_000;
+/// The default elsewhere: a developer's `cargo test` on a shared 2-core machine stays quick.
+const DEV_VARIANTS: u64 = 24_000;
 /// Failures printed in full (all are written to the failures file).
 const SHOWN: usize = 12;
 
@@ -59,7 +62,7 @@ fn frameworks_agree_with_tokengate() {
     let total: u64 = std::env::var("AGREEMENT_VARIANTS")
         .ok()
         .map(|s| s.parse().expect("AGREEMENT_VARIANTS is a number"))
-        .unwrap_or(DEFAULT_VARIANTS);
+        .unwrap_or(if ci { CI_VARIANTS } else { DEV_VARIANTS });
     let chosen: Vec<Stack> = match std::env::var("AGREEMENT_STACKS") {
         Ok(list) => list
             .split(',')
