@@ -13,7 +13,13 @@
 //! # Security contract
 //! - Nothing reaches the upstream unless its normalized path is anonymous (and covered by no
 //!   rule), or it carries a token that validated (`validate`) and was authorized (`authorize`).
-//! - The token never reaches the upstream, a log line, a metric label or an error body.
+//!   The one opt-in exception is report mode (`auth.mode = "report"`, or a rule's
+//!   `mode = "report"`): a 401/403 refusal is forwarded, logged `would deny` and counted, with
+//!   identity headers only when the token itself was accepted; malformed requests, methods we
+//!   never forward and a proxy without keys are refused in every mode.
+//! - The token never reaches a log line, a metric label or an error body, nor the upstream
+//!   unless `upstream.forward_token = true` (then only a validated token, as
+//!   `X-MS-TOKEN-AAD-ACCESS-TOKEN`).
 //! - Client-sent `X-MS-CLIENT-PRINCIPAL*` and `X-MS-TOKEN-*` headers never reach the upstream.
 //! - Without signing keys every protected request fails closed (503) and `/readyz` is 503.
 
