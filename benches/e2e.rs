@@ -12,8 +12,6 @@
 //!
 //! Run: `cargo bench --bench e2e -- --warm-up-time 1 --measurement-time 3`
 
-mod common;
-
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -32,7 +30,8 @@ use tokio::runtime::Runtime;
 use tokengate::config::Config;
 use tokengate::dev::{DevIssuer, IdpServer};
 
-use common::{config_toml, PATH, ROLES};
+use tokengate::dev::fixture::{PATH, ROLES};
+use tokengate::dev::reference_policy_toml as config_toml;
 
 /// An upstream that answers `200 ok` to everything, like nginx's `return 200`.
 async fn serve_ok(listener: TcpListener) {

@@ -7,8 +7,6 @@
 //!
 //! Run: `cargo bench --bench normalize -- --warm-up-time 1 --measurement-time 3`
 
-mod common;
-
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -17,7 +15,7 @@ use http::Method;
 use tokengate::authorize;
 use tokengate::normalize;
 
-use common::Fixture;
+use tokengate::dev::fixture::Fixture;
 
 const CASES: [(&str, &str); 6] = [
     ("canonical_short", "/api/orders/42"),

@@ -72,15 +72,17 @@ fn benches(c: &mut Criterion) {
             b.iter_batched(
                 || input.clone(),
                 |mut h| {
-                    rewrite::strip_hop_by_hop(&mut h);
-                    rewrite::strip_credentials(&mut h);
-                    rewrite::set_identity(&mut h, &id);
-                    rewrite::set_forwarded(
+                    rewrite::request_headers(
                         &mut h,
-                        peer,
-                        host.as_ref(),
-                        rewrite::Scheme::Http,
-                        false,
+                        &rewrite::Outgoing {
+                            identity: Some(&id),
+                            token: None,
+                            peer,
+                            client_host: host.as_ref(),
+                            scheme: rewrite::Scheme::Http,
+                            client_cert: None,
+                            trust_forwarded: false,
+                        },
                     );
                     h
                 },

@@ -19,8 +19,6 @@
 //!
 //! Run: `cargo bench --bench validation -- --warm-up-time 1 --measurement-time 3`
 
-mod common;
-
 use std::hint::black_box;
 use std::sync::Arc;
 
@@ -37,7 +35,7 @@ use tokengate::pipeline::{unix_now, Proxy};
 use tokengate::validate;
 use tokengate::validate::cache::{CachedIdentity, TokenCache};
 
-use common::{Fixture, PATH};
+use tokengate::dev::fixture::{Fixture, PATH};
 
 /// The claims the baseline decodes (owned: `jsonwebtoken` requires `DeserializeOwned`).
 #[derive(serde::Deserialize)]
@@ -71,7 +69,7 @@ fn tokengate_rows(c: &mut Criterion, fx: &Fixture) {
     let mut g = c.benchmark_group("validation");
 
     let cached = proxy(fx, 10_000);
-    let headers = bearer(&fx.token("RS256"));
+    let headers = bearer(&fx.token("RS256", 2, 0));
     let snap = cached.cell.load_full();
     cached
         .authenticate(&snap, &headers, PATH, &Method::GET, now)
@@ -85,7 +83,7 @@ fn tokengate_rows(c: &mut Criterion, fx: &Fixture) {
     });
 
     for alg in ["RS256", "ES256"] {
-        let headers = bearer(&fx.token(alg));
+        let headers = bearer(&fx.token(alg, 2, 0));
         let auth = &fx.snapshot.policy.auth;
         let policy = fx.snapshot.validation();
         let mut scratch = Vec::with_capacity(48 * 1024);
@@ -107,7 +105,7 @@ fn tokengate_rows(c: &mut Criterion, fx: &Fixture) {
     });
 
     let uncached = proxy(fx, 0);
-    let headers = bearer(&fx.token("RS256"));
+    let headers = bearer(&fx.token("RS256", 2, 0));
     g.bench_function("tokengate/miss_rs256_with_entry", |b| {
         b.iter(|| {
             uncached
@@ -120,7 +118,7 @@ fn tokengate_rows(c: &mut Criterion, fx: &Fixture) {
 
 fn cache_rows(c: &mut Criterion, fx: &Fixture) {
     let now = unix_now();
-    let token = fx.token("RS256");
+    let token = fx.token("RS256", 2, 0);
     let mut scratch = Vec::new();
     let verified = validate::validate(
         &token,
@@ -173,7 +171,7 @@ fn baseline_rows(c: &mut Criterion, fx: &Fixture) {
         validation.set_audience(&["api://other", tokengate::dev::DEV_AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
         validation.validate_nbf = true;
-        let token = fx.token(alg);
+        let token = fx.token(alg, 2, 0);
         jsonwebtoken::decode::<EntraClaims>(&token, &decoding, &validation).expect("valid");
         g.bench_function(format!("jsonwebtoken/{}", alg.to_lowercase()), |b| {
             b.iter(|| {

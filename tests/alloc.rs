@@ -30,13 +30,11 @@ use http::{HeaderMap, HeaderValue, Method};
 use serde_json::Value;
 
 use tokengate::authorize;
-use tokengate::config::Config;
-use tokengate::dev::fixture::offline_proxy;
-use tokengate::dev::{DevIssuer, DEV_CALLER_APP};
+use tokengate::dev::fixture::{offline_proxy, Fixture, PATH};
+use tokengate::dev::DEV_CALLER_APP;
 use tokengate::extract;
 use tokengate::metrics::Metrics;
 use tokengate::pipeline::unix_now;
-use tokengate::snapshot::{SigningKeys, Snapshot};
 use tokengate::validate::cache::{CachedIdentity, TokenCache};
 use tokengate::validate::{self, Algorithm, KeySet};
 
@@ -127,58 +125,7 @@ fn allocations<R>(f: impl FnOnce() -> R) -> (R, usize) {
     (r, COUNT.with(|c| c.get()))
 }
 
-// ---- Fixtures: an Entra-shaped policy with allow-lists and rules. ----
-
-const PATH: &str = "/api/orders/42";
-
-struct Fixture {
-    issuer: DevIssuer,
-    snapshot: Arc<Snapshot>,
-    keys: Arc<KeySet>,
-}
-
-impl Fixture {
-    fn new() -> Fixture {
-        tokengate::install_crypto_providers();
-        let issuer = DevIssuer::generate();
-        let config = Config::from_toml(&tokengate::dev::reference_policy_toml(
-            &issuer,
-            "[upstream]\nurl = \"http://127.0.0.1:1\"",
-            "http://127.0.0.1:1/keys",
-            "",
-        ))
-        .expect("config");
-        let jwks = issuer.jwks().to_string();
-        let (keys, skipped) =
-            KeySet::from_jwks(jwks.as_bytes(), &[Algorithm::Rs256, Algorithm::Es256], None)
-                .expect("jwks");
-        assert_eq!(skipped, 0);
-        let keys = Arc::new(keys);
-        let snapshot = Arc::new(Snapshot::new(
-            Arc::new(config.policy),
-            SigningKeys::Loaded(keys.clone()),
-        ));
-        Fixture {
-            issuer,
-            snapshot,
-            keys,
-        }
-    }
-
-    /// A fresh token of the given shape; `n` makes it distinct from every other.
-    fn token(&self, alg: &str, version: u8, n: u64) -> String {
-        let roles = ["Orders.Read", "App.Read"];
-        let mut claims: Value = match version {
-            1 => self.issuer.v1_claims(&roles),
-            _ => self.issuer.v2_claims(&roles),
-        };
-        claims["uti"] = Value::from(format!("alloc-test-{n}"));
-        match alg {
-            "ES256" => self.issuer.es256(&claims),
-            _ => self.issuer.rs256(&claims),
-        }
-    }
-}
+// ---- The shared fixture (tokengate::dev::fixture): the reference policy. ----
 
 fn bearer(token: &str) -> HeaderMap {
     let mut h = HeaderMap::new();

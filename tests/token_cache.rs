@@ -12,70 +12,20 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderValue, Method};
 use serde_json::Value;
 
-use tokengate::config::Config;
-use tokengate::dev::fixture::offline_proxy;
-use tokengate::dev::{DevIssuer, SigningKey, DEV_AUDIENCE};
+use tokengate::dev::fixture::{offline_proxy, Fixture};
+use tokengate::dev::PolicyToml;
+use tokengate::dev::SigningKey;
 use tokengate::metrics::Metrics;
 use tokengate::pipeline::unix_now;
 use tokengate::snapshot::{SigningKeys, Snapshot};
-use tokengate::validate::cache::{CachedIdentity, Lookup, TokenCache};
-use tokengate::validate::{self, Algorithm, KeySet};
+use tokengate::validate::cache::{Lookup, TokenCache};
+use tokengate::validate::{Algorithm, KeySet};
 
 const ALGS: [Algorithm; 2] = [Algorithm::Rs256, Algorithm::Es256];
 
-struct Fixture {
-    issuer: DevIssuer,
-    snapshot: Snapshot,
-    keys: Arc<KeySet>,
-}
-
-impl Fixture {
-    fn new() -> Fixture {
-        tokengate::install_crypto_providers();
-        let issuer = DevIssuer::generate();
-        let keys = Arc::new(key_set(&issuer.jwks(), None));
-        let config = Config::from_toml(&format!(
-            r#"
-[upstream]
-url = "http://127.0.0.1:1"
-[auth]
-jwks_uri = "http://127.0.0.1:1/keys"
-issuers = ["{v1}", "{v2}"]
-audiences = ["{DEV_AUDIENCE}"]
-algorithms = ["RS256", "ES256"]
-"#,
-            v1 = tokengate::dev::v1_issuer(&issuer.tenant),
-            v2 = tokengate::dev::v2_issuer(&issuer.tenant),
-        ))
-        .expect("config");
-        let snapshot = Snapshot::new(Arc::new(config.policy), SigningKeys::Loaded(keys.clone()));
-        Fixture {
-            issuer,
-            snapshot,
-            keys,
-        }
-    }
-
-    /// A distinct ES256 token (cheap to sign) expiring at `exp`.
-    fn token(&self, n: u64, exp: u64) -> String {
-        let mut claims = self.issuer.v2_claims(&["App.Read"]);
-        claims["exp"] = Value::from(exp);
-        claims["uti"] = Value::from(format!("cache-test-{n}"));
-        self.issuer.es256(&claims)
-    }
-
-    fn entry(&self, token: &str, now: u64) -> Arc<CachedIdentity> {
-        let mut scratch = Vec::new();
-        let verified = validate::validate(
-            token,
-            &self.snapshot.validation(),
-            &self.keys,
-            now,
-            &mut scratch,
-        )
-        .expect("valid token");
-        Arc::new(CachedIdentity::new(token, &verified, 0).expect("entry"))
-    }
+/// The shared fixture with the smallest policy for its issuer (no allow-lists or rules).
+fn fixture() -> Fixture {
+    Fixture::with_policy(PolicyToml::for_issuer)
 }
 
 fn key_set(jwks: &Value, previous: Option<&KeySet>) -> KeySet {
@@ -86,11 +36,11 @@ fn key_set(jwks: &Value, previous: Option<&KeySet>) -> KeySet {
 
 #[test]
 fn entry_dies_at_exp() {
-    let fx = Fixture::new();
+    let fx = fixture();
     let cache = TokenCache::new(100, 1 << 20);
     let now = unix_now();
     let exp = now + 10;
-    let token = fx.token(0, exp);
+    let token = fx.token_expiring(0, exp);
     assert_eq!(cache.insert(fx.entry(&token, now), now), 0);
 
     assert_eq!(cache.get(&token, &fx.keys, 0, now).1, Lookup::Hit);
@@ -105,10 +55,10 @@ fn entry_dies_at_exp() {
 
 #[test]
 fn expired_entries_are_not_stored() {
-    let fx = Fixture::new();
+    let fx = fixture();
     let cache = TokenCache::new(100, 1 << 20);
     let now = unix_now();
-    let token = fx.token(0, now + 5);
+    let token = fx.token_expiring(0, now + 5);
     let entry = fx.entry(&token, now);
     cache.insert(entry, now + 5);
     assert!(cache.is_empty());
@@ -116,10 +66,10 @@ fn expired_entries_are_not_stored() {
 
 #[test]
 fn entry_dies_when_its_key_leaves_the_jwks() {
-    let fx = Fixture::new();
+    let fx = fixture();
     let cache = TokenCache::new(100, 1 << 20);
     let now = unix_now();
-    let token = fx.token(0, now + 3600);
+    let token = fx.token_expiring(0, now + 3600);
     cache.insert(fx.entry(&token, now), now);
     assert_eq!(cache.get(&token, &fx.keys, 0, now).1, Lookup::Hit);
 
@@ -138,10 +88,10 @@ fn entry_dies_when_its_key_leaves_the_jwks() {
 
 #[test]
 fn entry_dies_when_its_kid_gets_other_material() {
-    let fx = Fixture::new();
+    let fx = fixture();
     let cache = TokenCache::new(100, 1 << 20);
     let now = unix_now();
-    let token = fx.token(0, now + 3600);
+    let token = fx.token_expiring(0, now + 3600);
     cache.insert(fx.entry(&token, now), now);
 
     // Same `kid`, different key: the old signature means nothing any more.
@@ -156,14 +106,14 @@ fn entry_dies_when_its_kid_gets_other_material() {
 
 #[test]
 fn bounded_in_entries() {
-    let fx = Fixture::new();
+    let fx = fixture();
     // A multiple of the shard count (16), so the bound is exact; see the next test for others.
     let max = 32;
     let cache = TokenCache::new(max, 64 << 20);
     let now = unix_now();
     let mut evicted = 0;
     for n in 0..400 {
-        let token = fx.token(n, now + 3600);
+        let token = fx.token_expiring(n, now + 3600);
         evicted += cache.insert(fx.entry(&token, now), now);
         assert!(
             cache.len() <= max,
@@ -185,11 +135,11 @@ fn bounded_in_entries() {
 /// loose bound only, so tightening it breaks nothing; the byte bound protects memory regardless.
 #[test]
 fn entry_bound_rounds_up_to_the_shard_count() {
-    let fx = Fixture::new();
+    let fx = fixture();
     let cache = TokenCache::new(10, 64 << 20);
     let now = unix_now();
     for n in 0..200 {
-        let token = fx.token(n, now + 3600);
+        let token = fx.token_expiring(n, now + 3600);
         cache.insert(fx.entry(&token, now), now);
     }
     assert!(cache.len() <= 16, "{}", cache.len());
@@ -197,13 +147,13 @@ fn entry_bound_rounds_up_to_the_shard_count() {
 
 #[test]
 fn bounded_in_bytes() {
-    let fx = Fixture::new();
+    let fx = fixture();
     let max_bytes = 256 * 1024;
     let cache = TokenCache::new(100_000, max_bytes);
     let now = unix_now();
-    let token_len = fx.token(0, now + 3600).len();
+    let token_len = fx.token_expiring(0, now + 3600).len();
     for n in 0..2000 {
-        let token = fx.token(n, now + 3600);
+        let token = fx.token_expiring(n, now + 3600);
         cache.insert(fx.entry(&token, now), now);
     }
     // Each entry accounts for at least its token, so this bounds the accounted bytes from below.
@@ -217,11 +167,11 @@ fn bounded_in_bytes() {
 
 #[test]
 fn an_entry_larger_than_a_shard_is_not_stored() {
-    let fx = Fixture::new();
+    let fx = fixture();
     // 16 KiB over 16 shards is 1 KiB per shard, less than one Entra-sized entry.
     let cache = TokenCache::new(1000, 16 * 1024);
     let now = unix_now();
-    let token = fx.token(0, now + 3600);
+    let token = fx.token_expiring(0, now + 3600);
     assert_eq!(cache.insert(fx.entry(&token, now), now), 0);
     assert!(cache.is_empty());
     assert_eq!(cache.get(&token, &fx.keys, 0, now).1, Lookup::Miss);
@@ -229,11 +179,11 @@ fn an_entry_larger_than_a_shard_is_not_stored() {
 
 #[test]
 fn zero_entries_disables_the_cache() {
-    let fx = Fixture::new();
+    let fx = fixture();
     let cache = TokenCache::new(0, 1 << 20);
     assert!(!cache.enabled());
     let now = unix_now();
-    let token = fx.token(0, now + 3600);
+    let token = fx.token_expiring(0, now + 3600);
     cache.insert(fx.entry(&token, now), now);
     assert!(cache.is_empty());
     assert_eq!(cache.get(&token, &fx.keys, 0, now).1, Lookup::Miss);
@@ -241,10 +191,10 @@ fn zero_entries_disables_the_cache() {
 
 #[test]
 fn only_the_exact_token_hits() {
-    let fx = Fixture::new();
+    let fx = fixture();
     let cache = TokenCache::new(100, 1 << 20);
     let now = unix_now();
-    let token = fx.token(0, now + 3600);
+    let token = fx.token_expiring(0, now + 3600);
     cache.insert(fx.entry(&token, now), now);
     let mut altered = token.clone();
     altered.push('A');
@@ -255,7 +205,7 @@ fn only_the_exact_token_hits() {
 
 #[test]
 fn hits_and_misses_are_counted() {
-    let fx = Fixture::new();
+    let fx = fixture();
     let snapshot = Arc::new(Snapshot::new(
         fx.snapshot.policy.clone(),
         SigningKeys::Loaded(fx.keys.clone()),
@@ -264,7 +214,7 @@ fn hits_and_misses_are_counted() {
     let proxy = offline_proxy(snapshot.clone(), 100, metrics.clone());
     let now = unix_now();
     let mut headers = HeaderMap::new();
-    let token = fx.token(0, now + 3600);
+    let token = fx.token_expiring(0, now + 3600);
     headers.insert(
         http::header::AUTHORIZATION,
         HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),

@@ -35,6 +35,8 @@
 //! A path is anonymous only when an `excluded_paths` prefix covers it with exact case *and* no
 //! rule applies to it: an anonymous prefix never lets a request escape a rule.
 //! Nothing here allocates.
+//!
+//! Why this file is long: about half of it is the tests of the rules' matching contract.
 
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, Method};

@@ -372,31 +372,25 @@ impl Proxy {
             .or_else(|| parts.uri.authority().and_then(|a| a.as_str().parse().ok()));
 
         let headers = &mut parts.headers;
-        rewrite::strip_hop_by_hop(headers);
-        if websocket {
-            upgrade::restore_headers(headers);
-        }
-        rewrite::strip_credentials(headers);
-        rewrite::strip_client_only(headers, up.trust_forwarded_headers);
-        if let Some(id) = identity {
-            rewrite::set_identity(headers, &id.headers);
-            if up.forward_token {
-                rewrite::set_token(headers, id.token());
-            }
-        }
         let scheme = match &conn.tls {
             Some(_) => rewrite::Scheme::Https,
             None => rewrite::Scheme::Http,
         };
-        rewrite::set_forwarded(
+        rewrite::request_headers(
             headers,
-            conn.peer.ip(),
-            client_host.as_ref(),
-            scheme,
-            up.trust_forwarded_headers,
+            &rewrite::Outgoing {
+                identity: identity.map(|id| &id.headers),
+                token: identity.filter(|_| up.forward_token).map(|id| id.token()),
+                peer: conn.peer.ip(),
+                client_host: client_host.as_ref(),
+                scheme,
+                client_cert: conn.tls.as_ref().and_then(|t| t.client_cert.as_ref()),
+                trust_forwarded: up.trust_forwarded_headers,
+            },
         );
-        if let Some(cert) = conn.tls.as_ref().and_then(|t| t.client_cert.as_ref()) {
-            rewrite::set_client_cert(headers, cert);
+        if websocket {
+            // The handshake's own hop-by-hop pair, stripped above with the rest.
+            upgrade::restore_headers(headers);
         }
         headers.remove(http::header::HOST);
         if wants_trailers {

@@ -72,6 +72,50 @@ const HOP_BY_HOP: [&HeaderName; 8] = [
     &header::PROXY_AUTHORIZATION,
 ];
 
+/// What [`request_headers`] sets on a request on its way upstream.
+pub struct Outgoing<'a> {
+    /// The validated caller's pre-encoded EasyAuth headers; `None` on anonymous paths.
+    pub identity: Option<&'a IdentityHeaders>,
+    /// The token to forward as `X-MS-TOKEN-AAD-ACCESS-TOKEN` (`upstream.forward_token`).
+    pub token: Option<&'a str>,
+    /// The client's address, for `X-Forwarded-For`.
+    pub peer: IpAddr,
+    /// The authority the client addressed, for `X-Forwarded-Host`.
+    pub client_host: Option<&'a HeaderValue>,
+    /// Whether the client came over TLS, for `X-Forwarded-Proto`.
+    pub scheme: Scheme,
+    /// The client certificate, when the TLS listener asked for one.
+    pub client_cert: Option<&'a HeaderValue>,
+    /// `upstream.trust_forwarded_headers`.
+    pub trust_forwarded: bool,
+}
+
+/// The request rewrite, the one entry point the proxy and its bench use: strip, then set.
+/// Hop-by-hop headers, the credential and every client-sent identity or client-only header go
+/// first, on authenticated and anonymous paths alike; then the identity (and token, if asked),
+/// the forwarding headers and the client certificate are set from what we know.
+pub fn request_headers(headers: &mut HeaderMap, out: &Outgoing<'_>) {
+    strip_hop_by_hop(headers);
+    strip_credentials(headers);
+    strip_client_only(headers, out.trust_forwarded);
+    if let Some(identity) = out.identity {
+        set_identity(headers, identity);
+    }
+    if let Some(token) = out.token {
+        set_token(headers, token);
+    }
+    set_forwarded(
+        headers,
+        out.peer,
+        out.client_host,
+        out.scheme,
+        out.trust_forwarded,
+    );
+    if let Some(cert) = out.client_cert {
+        set_client_cert(headers, cert);
+    }
+}
+
 /// Removes hop-by-hop headers, including those named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let listed: Vec<HeaderName> = headers

@@ -21,6 +21,9 @@
 //! Nothing here allocates for a token without JSON string escapes (every Entra token): parts are
 //! decoded into stack buffers or the caller's reused scratch buffer, JSON is read with borrowed
 //! strings, and keys were parsed once when the JWKS was loaded. `tests/alloc.rs` proves it.
+//!
+//! Why this file is long: the allocation-free JWS and claims parser is one contract, and its
+//! tests sit with it.
 
 pub mod cache;
 pub mod fetch;

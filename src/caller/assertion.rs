@@ -44,7 +44,7 @@ impl Certificate {
             Ok(_) => return Err("the private key must be RSA (PKCS#8 or PKCS#1)".into()),
             Err(_) => return Err("no PRIVATE KEY block".into()),
         }
-        .map_err(|e| format!("private key: {e}"))?;
+        .map_err(|e| format!("private key: not a usable RSA key ({e})"))?;
         // The RSAPublicKey DER sits verbatim inside the leaf's SubjectPublicKeyInfo.
         let public = key.public_key().as_ref();
         if !leaf.as_ref().windows(public.len()).any(|w| w == public) {
@@ -127,6 +127,50 @@ mod tests {
         let u = uuid_text([0xff; 16]);
         assert_eq!(u.len(), 36);
         assert_eq!(&u[14..15], "4");
+    }
+
+    fn cert_and_key() -> (rcgen::KeyPair, String) {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).expect("RSA key");
+        let cert = rcgen::CertificateParams::new(vec!["t".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        (key, cert.pem())
+    }
+
+    #[test]
+    fn signs_a_ps256_assertion_that_verifies_with_the_leaf_key() {
+        let (key, cert) = cert_and_key();
+        let c = Certificate::from_pem(format!("{}{cert}", key.serialize_pem()).as_bytes()).unwrap();
+        let jwt = c
+            .assertion("client", "https://login.example/t/oauth2/v2.0/token", 1000)
+            .unwrap();
+        let parts: Vec<&str> = jwt.split('.').collect();
+        let claims: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+        assert_eq!(claims["exp"], 1000 + ASSERTION_LIFETIME);
+        assert_eq!(claims["iss"], "client");
+        let sig = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
+        aws_lc_rs::signature::UnparsedPublicKey::new(
+            &aws_lc_rs::signature::RSA_PSS_2048_8192_SHA256,
+            key.public_key_raw(),
+        )
+        .verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &sig)
+        .expect("verifies");
+        assert!(!format!("{c:?}").contains("PRIVATE"), "Debug is redacted");
+    }
+
+    #[test]
+    fn a_key_that_is_not_the_leafs_is_refused() {
+        let (_, cert) = cert_and_key();
+        let (other, _) = cert_and_key();
+        let err = Certificate::from_pem(format!("{}{cert}", other.serialize_pem()).as_bytes())
+            .unwrap_err();
+        assert!(err.contains("does not belong"), "{err}");
+        let ec = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let err =
+            Certificate::from_pem(format!("{}{cert}", ec.serialize_pem()).as_bytes()).unwrap_err();
+        assert!(err.contains("RSA"), "{err}");
     }
 
     #[test]

@@ -4,6 +4,9 @@
 //! Every optional key's default is written once, in its section's `Default` impl (which serde uses
 //! through `#[serde(default)]`), with a comment; `proxy.toml` documents the same values. Required
 //! keys are `Option`s here so that the checks can name them.
+//!
+//! Why this file is long: one serde struct, one `Default` and one check per `proxy.toml` section;
+//! they read best side by side with the keys they mirror.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;

@@ -17,6 +17,9 @@
 //!   once (listeners, connection pool, cache size, TLS trust) and a reload that changes any of it
 //!   is refused whole ([`Startup::changed`] names what); everything in [`Policy`] is hot.
 //! - Nothing here is secret (keys come from the IdP), so the effective config can be printed whole.
+//!
+//! Why this file is long: it is the whole typed config contract (both parts, every section's
+//! type and doc) plus its tests; splitting the types further would scatter the contract.
 
 mod env;
 mod file;

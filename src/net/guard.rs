@@ -16,6 +16,9 @@
 //!   `\n\r\n` is trailer data to hyper), a chunk size is any run of hex digits (leading zeros
 //!   included) up to `u64`, as hyper reads it.
 //! - HTTP/2 (prior knowledge) is recognised by its preface and left to the h2 codec's own checks.
+//!
+//! Why this file is long: a byte-level HTTP/1 framing scanner and its tests; it must stay one
+//! state machine.
 
 use std::io;
 use std::pin::Pin;
