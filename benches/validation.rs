@@ -33,7 +33,7 @@ use tokengate::extract;
 use tokengate::metrics::Metrics;
 use tokengate::pipeline::{unix_now, Proxy};
 use tokengate::validate;
-use tokengate::validate::cache::{CachedIdentity, TokenCache};
+use tokengate::validate::cache::{CachedIdentity, Identity, TokenCache};
 
 use tokengate::dev::fixture::{Fixture, PATH};
 
@@ -93,7 +93,9 @@ fn tokengate_rows(c: &mut Criterion, fx: &Fixture) {
                     extract::bearer_token(black_box(&headers), auth.max_token_size).expect("token");
                 let verified =
                     validate::validate(token, &policy, &fx.keys, now, &mut scratch).expect("valid");
-                authorize::authorize(auth, &verified.claims, PATH, &Method::GET).expect("allowed");
+                // The pipeline authorizes the Identity it builds once per fresh token.
+                let id = Identity::from_claims(&verified.claims);
+                authorize::authorize(auth, &id, PATH, &Method::GET).expect("allowed");
                 verified.expires_at
             })
         });

@@ -151,9 +151,9 @@ pub async fn explain(config: Config, req: &Request) -> Result<Explanation, Strin
             let _ = writeln!(
                 out,
                 "caller\n  application {}\n  principal   {}\n  tenant      {}",
-                id.application().unwrap_or("-"),
-                id.object_id().unwrap_or("-"),
-                id.tenant_id().unwrap_or("-"),
+                id.identity.application().unwrap_or("-"),
+                id.identity.object_id().unwrap_or("-"),
+                id.identity.tenant_id().unwrap_or("-"),
             );
             let _ = writeln!(out, "verdict: allow");
             true

@@ -21,11 +21,12 @@ use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::test_runner::Config as ProptestConfig;
 
-use tokengate::authorize::{access, authorize, Access, Subject};
+use tokengate::authorize::{access, authorize, Access};
 use tokengate::config::{AuthConfig, Config};
 use tokengate::dev::{v1_issuer, v2_issuer, DevIssuer, DEV_AUDIENCE};
 use tokengate::normalize::{normalize, Case, Prefix};
 use tokengate::reject::Rejection;
+use tokengate::validate::cache::Identity;
 use tokengate::validate::{validate, Algorithm, KeySet, ValidationPolicy};
 
 fn config(cases: u32) -> ProptestConfig {
@@ -90,28 +91,19 @@ roles = ["App.Admin"]
 static AUTH: LazyLock<AuthConfig> =
     LazyLock::new(|| Config::from_toml(POLICY).expect("test policy").policy.auth);
 
-struct Caller(&'static [&'static str]);
-
-impl Subject for Caller {
-    fn application(&self) -> Option<&str> {
-        Some("app")
-    }
-    fn object_id(&self) -> Option<&str> {
-        Some("oid")
-    }
-    fn tenant_id(&self) -> Option<&str> {
-        None
-    }
-    fn has_any_audience(&self, wanted: &[String]) -> bool {
-        wanted.iter().any(|w| w == "a")
-    }
-    fn has_any_role(&self, wanted: &[String]) -> bool {
-        self.0.iter().any(|r| wanted.iter().any(|w| w == r))
+/// A caller holding audience `a` and the given roles.
+fn caller(roles: &[&str]) -> Identity {
+    Identity {
+        application: Some("app".into()),
+        object_id: Some("oid".into()),
+        tenant_id: None,
+        audiences: Box::new(["a".into()]),
+        roles: roles.iter().map(|&r| r.into()).collect(),
     }
 }
 
-const READER: Caller = Caller(&["App.Read"]);
-const EVERYONE: Caller = Caller(&["App.Admin", "App.Secret"]);
+static READER: LazyLock<Identity> = LazyLock::new(|| caller(&["App.Read"]));
+static EVERYONE: LazyLock<Identity> = LazyLock::new(|| caller(&["App.Admin", "App.Secret"]));
 
 proptest! {
     #![proptest_config(config(2000))]

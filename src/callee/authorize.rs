@@ -44,58 +44,7 @@ use http::{HeaderMap, Method};
 use crate::config::{AuthConfig, Mode, Rule};
 use crate::normalize::Case;
 use crate::reject::Rejection;
-use crate::validate::cache::CachedIdentity;
-use crate::validate::Claims;
-
-/// What authorization needs to know about a caller, from fresh claims or a cache entry.
-pub trait Subject {
-    /// `appid` (v1) or `azp` (v2).
-    fn application(&self) -> Option<&str>;
-    /// `oid`.
-    fn object_id(&self) -> Option<&str>;
-    /// `tid`.
-    fn tenant_id(&self) -> Option<&str>;
-    /// Whether `aud` holds any of `wanted`.
-    fn has_any_audience(&self, wanted: &[String]) -> bool;
-    /// Whether `roles` holds any of `wanted`.
-    fn has_any_role(&self, wanted: &[String]) -> bool;
-}
-
-impl Subject for Claims<'_> {
-    fn application(&self) -> Option<&str> {
-        Claims::application(self)
-    }
-    fn object_id(&self) -> Option<&str> {
-        Claims::object_id(self)
-    }
-    fn tenant_id(&self) -> Option<&str> {
-        Claims::tenant_id(self)
-    }
-    fn has_any_audience(&self, wanted: &[String]) -> bool {
-        Claims::has_any_audience(self, wanted)
-    }
-    fn has_any_role(&self, wanted: &[String]) -> bool {
-        Claims::has_any_role(self, wanted)
-    }
-}
-
-impl Subject for CachedIdentity {
-    fn application(&self) -> Option<&str> {
-        CachedIdentity::application(self)
-    }
-    fn object_id(&self) -> Option<&str> {
-        CachedIdentity::object_id(self)
-    }
-    fn tenant_id(&self) -> Option<&str> {
-        CachedIdentity::tenant_id(self)
-    }
-    fn has_any_audience(&self, wanted: &[String]) -> bool {
-        CachedIdentity::has_any_audience(self, wanted)
-    }
-    fn has_any_role(&self, wanted: &[String]) -> bool {
-        CachedIdentity::has_any_role(self, wanted)
-    }
-}
+use crate::validate::cache::Identity;
 
 /// Whether a request needs a token at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,7 +153,7 @@ pub fn access(auth: &AuthConfig, path: &str, method: &Method) -> Access {
 /// Checks route audiences, tenants, allow-lists and enforced rules for an authenticated caller.
 pub fn authorize(
     auth: &AuthConfig,
-    subject: &impl Subject,
+    subject: &Identity,
     path: &str,
     method: &Method,
 ) -> Result<(), Rejection> {
@@ -215,7 +164,7 @@ pub fn authorize(
 /// only after [`authorize`] allowed the request, so a refusal here is a report-only one.
 pub fn report(
     auth: &AuthConfig,
-    subject: &impl Subject,
+    subject: &Identity,
     path: &str,
     method: &Method,
 ) -> Result<(), Rejection> {
@@ -232,7 +181,7 @@ pub fn has_report_rule(auth: &AuthConfig, path: &str, method: &Method) -> bool {
 
 fn check(
     auth: &AuthConfig,
-    subject: &impl Subject,
+    subject: &Identity,
     path: &str,
     method: &Method,
     with_report_rules: bool,
@@ -329,21 +278,15 @@ mod tests {
         roles: &'static [&'static str],
     }
 
-    impl Subject for Caller {
-        fn application(&self) -> Option<&str> {
-            self.app
-        }
-        fn object_id(&self) -> Option<&str> {
-            self.oid
-        }
-        fn tenant_id(&self) -> Option<&str> {
-            None
-        }
-        fn has_any_audience(&self, wanted: &[String]) -> bool {
-            wanted.iter().any(|w| w == "a")
-        }
-        fn has_any_role(&self, wanted: &[String]) -> bool {
-            self.roles.iter().any(|r| wanted.iter().any(|w| w == r))
+    impl From<Caller> for Identity {
+        fn from(c: Caller) -> Identity {
+            Identity {
+                application: c.app.map(Into::into),
+                object_id: c.oid.map(Into::into),
+                tenant_id: None,
+                audiences: Box::new(["a".into()]),
+                roles: c.roles.iter().map(|&r| r.into()).collect(),
+            }
         }
     }
 
@@ -373,16 +316,16 @@ roles = ["App.Secret"]
     #[test]
     fn rules_match_segment_prefix_method_and_case() {
         let a = auth(RULES);
-        let nobody = Caller {
+        let nobody = Identity::from(Caller {
             app: Some("x"),
             oid: Some("o"),
             roles: &[],
-        };
-        let admin = Caller {
+        });
+        let admin = Identity::from(Caller {
             app: Some("x"),
             oid: Some("o"),
             roles: &["App.Admin"],
-        };
+        });
         let post = Method::POST;
         assert_eq!(
             authorize(&a, &nobody, "/admin", &post),
@@ -438,21 +381,15 @@ roles = ["App.Secret"]
         roles: &'static [&'static str],
     }
 
-    impl Subject for Token {
-        fn application(&self) -> Option<&str> {
-            Some("app")
-        }
-        fn object_id(&self) -> Option<&str> {
-            Some("oid")
-        }
-        fn tenant_id(&self) -> Option<&str> {
-            self.tid
-        }
-        fn has_any_audience(&self, wanted: &[String]) -> bool {
-            self.aud.iter().any(|a| wanted.iter().any(|w| w == a))
-        }
-        fn has_any_role(&self, wanted: &[String]) -> bool {
-            self.roles.iter().any(|r| wanted.iter().any(|w| w == r))
+    impl From<Token> for Identity {
+        fn from(t: Token) -> Identity {
+            Identity {
+                application: Some("app".into()),
+                object_id: Some("oid".into()),
+                tenant_id: t.tid.map(Into::into),
+                audiences: t.aud.iter().map(|&a| a.into()).collect(),
+                roles: t.roles.iter().map(|&r| r.into()).collect(),
+            }
         }
     }
 
@@ -461,16 +398,16 @@ roles = ["App.Secret"]
         let a = auth(
             "[[auth.rules]]\npath = \"/beta\"\naudiences = [\"b\"]\nroles = [\"Beta\"]\nmode = \"report\"\n",
         );
-        let plain = Token {
+        let plain = Identity::from(Token {
             aud: &["a"],
             tid: None,
             roles: &[],
-        };
-        let beta = Token {
+        });
+        let beta = Identity::from(Token {
             aud: &["b"],
             tid: None,
             roles: &["Beta"],
-        };
+        });
         let get = Method::GET;
         // Enforced: the report rule does not exist, so its audience is not accepted yet...
         assert_eq!(authorize(&a, &plain, "/beta", &get), Ok(()));
@@ -498,26 +435,26 @@ roles = ["App.Secret"]
         let t = "72f988bf-86f1-41af-91ab-2d7cd011db47";
         let a = auth(&format!("tenants = [\"{t}\"]\n"));
         let get = Method::GET;
-        let ours = Token {
+        let ours = Identity::from(Token {
             aud: &["a"],
             tid: Some("72f988bf-86f1-41af-91ab-2d7cd011db47"),
             roles: &[],
-        };
-        let theirs = Token {
+        });
+        let theirs = Identity::from(Token {
             aud: &["a"],
             tid: Some("00000000-0000-4000-8000-000000000001"),
             roles: &[],
-        };
-        let none = Token {
+        });
+        let none = Identity::from(Token {
             aud: &["a"],
             tid: None,
             roles: &[],
-        };
-        let wrong_aud = Token {
+        });
+        let wrong_aud = Identity::from(Token {
             aud: &["x"],
             tid: Some("00000000-0000-4000-8000-000000000001"),
             roles: &[],
-        };
+        });
         assert_eq!(authorize(&a, &ours, "/", &get), Ok(()));
         assert_eq!(
             authorize(&a, &theirs, "/", &get),
@@ -536,11 +473,11 @@ roles = ["App.Secret"]
     #[test]
     fn a_get_rule_covers_head() {
         let a = auth("[[auth.rules]]\npath = \"/reports\"\nmethods = [\"GET\"]\nroles = [\"R\"]\n");
-        let nobody = Caller {
+        let nobody = Identity::from(Caller {
             app: None,
             oid: None,
             roles: &[],
-        };
+        });
         for m in [Method::GET, Method::HEAD] {
             assert_eq!(
                 authorize(&a, &nobody, "/reports", &m),
@@ -601,26 +538,26 @@ roles = ["App.Secret"]
     #[test]
     fn allow_lists_need_both_when_both_set() {
         let a = auth("allowed_applications = [\"app-1\"]\nallowed_principals = [\"oid-1\"]\n");
-        let ok = Caller {
+        let ok = Identity::from(Caller {
             app: Some("app-1"),
             oid: Some("oid-1"),
             roles: &[],
-        };
-        let wrong_app = Caller {
+        });
+        let wrong_app = Identity::from(Caller {
             app: Some("app-2"),
             oid: Some("oid-1"),
             roles: &[],
-        };
-        let wrong_oid = Caller {
+        });
+        let wrong_oid = Identity::from(Caller {
             app: Some("app-1"),
             oid: Some("oid-2"),
             roles: &[],
-        };
-        let no_app = Caller {
+        });
+        let no_app = Identity::from(Caller {
             app: None,
             oid: Some("oid-1"),
             roles: &[],
-        };
+        });
         let m = Method::GET;
         assert_eq!(authorize(&a, &ok, "/", &m), Ok(()));
         assert_eq!(

@@ -275,12 +275,15 @@ impl Proxy {
             Ok(id) => id,
             Err(reason) => return deny(reason, None),
         };
-        if let Err(reason) = methods().try_for_each(|m| authorize::authorize(auth, &*id, path, m)) {
+        if let Err(reason) =
+            methods().try_for_each(|m| authorize::authorize(auth, &id.identity, path, m))
+        {
             let identity = reason.token_accepted().then(|| id.clone());
             return deny(reason, identity);
         }
         if methods().any(|m| authorize::has_report_rule(auth, path, m)) {
-            if let Err(reason) = methods().try_for_each(|m| authorize::report(auth, &*id, path, m))
+            if let Err(reason) =
+                methods().try_for_each(|m| authorize::report(auth, &id.identity, path, m))
             {
                 return Decision::Deny {
                     reason,
@@ -306,7 +309,7 @@ impl Proxy {
         let overrides = authorize::dispatched_as(auth, method, headers);
         std::iter::once(method)
             .chain(overrides)
-            .try_for_each(|m| authorize::authorize(auth, &*entry, path, m))?;
+            .try_for_each(|m| authorize::authorize(auth, &entry.identity, path, m))?;
         Ok(entry)
     }
 

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 
-use super::{KeyEntry, KeySet, Verified};
+use super::{Claims, KeyEntry, KeySet, Verified};
 use crate::principal::{IdentityHeaders, Principal};
 
 const SHARDS: usize = 16;
@@ -29,12 +29,8 @@ pub struct CachedIdentity {
     /// `exp` in seconds since the epoch.
     pub expires_at: u64,
     key: Arc<KeyEntry>,
-    application: Option<Box<str>>,
-    object_id: Option<Box<str>>,
-    tenant_id: Option<Box<str>>,
-    /// Every `aud` value: which routes accept the token is decided per request.
-    audiences: Box<[Box<str>]>,
-    roles: Box<[Box<str>]>,
+    /// Who the caller is, as authorization reads it.
+    pub identity: Identity,
     /// The caller, for `/.auth/me`.
     pub principal: Principal,
     /// The pre-encoded upstream headers.
@@ -53,8 +49,66 @@ impl CachedIdentity {
     ) -> Result<CachedIdentity, serde_json::Error> {
         let principal = Principal::from_payload(verified.payload)?;
         let headers = principal.headers();
+        let mut entry = CachedIdentity {
+            size: 0,
+            token: token.into(),
+            policy_generation,
+            expires_at: verified.expires_at,
+            key: verified.key.clone(),
+            identity: Identity::from_claims(&verified.claims),
+            principal,
+            headers,
+        };
+        entry.size = entry.compute_byte_len();
+        Ok(entry)
+    }
+
+    /// The validated token itself (for `upstream.forward_token`).
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    fn byte_len(&self) -> usize {
+        self.size
+    }
+
+    fn compute_byte_len(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.token.len()
+            + self.headers.byte_len()
+            + self.identity.byte_len()
+            + self
+                .principal
+                .claims()
+                .iter()
+                .map(|c| c.typ.len() + c.val.len() + 48)
+                .sum::<usize>()
+    }
+}
+
+/// Who a verified caller is, as authorization reads it: one value whether the request hit the
+/// cache or validated a fresh token. It is built once per freshly verified token (the bounded
+/// allocation of a miss) and cached with it, so [`crate::authorize`] has one input type and a hit
+/// allocates nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identity {
+    /// `appid` (v1) or `azp` (v2).
+    pub application: Option<Box<str>>,
+    /// `oid`.
+    pub object_id: Option<Box<str>>,
+    /// `tid`.
+    pub tenant_id: Option<Box<str>>,
+    /// Every `aud` value: which routes accept the token is decided per request.
+    pub audiences: Box<[Box<str>]>,
+    /// Every `roles` value.
+    pub roles: Box<[Box<str>]>,
+}
+
+impl Identity {
+    /// Copies out what authorization reads from claims `validate()` has checked.
+    pub fn from_claims(claims: &Claims<'_>) -> Identity {
         let mut roles = Vec::new();
-        if let Some(raw) = verified.claims.roles_raw() {
+        if let Some(raw) = claims.roles_raw() {
             // validate() already proved it is a string or an array of strings.
             let _ = super::any_string(raw, |r| {
                 roles.push(Box::<str>::from(r));
@@ -62,29 +116,20 @@ impl CachedIdentity {
             });
         }
         let mut audiences = Vec::new();
-        if let Some(raw) = verified.claims.audiences_raw() {
+        if let Some(raw) = claims.audiences_raw() {
             // validate() already proved it is a string or an array of strings.
             let _ = super::any_string(raw, |a| {
                 audiences.push(Box::<str>::from(a));
                 false
             });
         }
-        let mut entry = CachedIdentity {
-            size: 0,
-            token: token.into(),
-            policy_generation,
-            expires_at: verified.expires_at,
-            key: verified.key.clone(),
-            application: verified.claims.application().map(Into::into),
-            object_id: verified.claims.object_id().map(Into::into),
-            tenant_id: verified.claims.tenant_id().map(Into::into),
+        Identity {
+            application: claims.application().map(Into::into),
+            object_id: claims.object_id().map(Into::into),
+            tenant_id: claims.tenant_id().map(Into::into),
             audiences: audiences.into_boxed_slice(),
             roles: roles.into_boxed_slice(),
-            principal,
-            headers,
-        };
-        entry.size = entry.compute_byte_len();
-        Ok(entry)
+        }
     }
 
     /// The calling application (`appid`/`azp`).
@@ -102,11 +147,6 @@ impl CachedIdentity {
         self.tenant_id.as_deref()
     }
 
-    /// The validated token itself (for `upstream.forward_token`).
-    pub fn token(&self) -> &str {
-        &self.token
-    }
-
     /// Whether the token's `aud` holds any of `wanted`.
     pub fn has_any_audience(&self, wanted: &[String]) -> bool {
         self.audiences
@@ -120,22 +160,9 @@ impl CachedIdentity {
     }
 
     fn byte_len(&self) -> usize {
-        self.size
-    }
-
-    fn compute_byte_len(&self) -> usize {
-        std::mem::size_of::<Self>()
-            + self.token.len()
-            + self.headers.byte_len()
-            + self.roles.iter().map(|r| r.len() + 16).sum::<usize>()
+        self.roles.iter().map(|r| r.len() + 16).sum::<usize>()
             + self.audiences.iter().map(|a| a.len() + 16).sum::<usize>()
             + self.tenant_id.as_ref().map_or(0, |t| t.len())
-            + self
-                .principal
-                .claims()
-                .iter()
-                .map(|c| c.typ.len() + c.val.len() + 48)
-                .sum::<usize>()
     }
 }
 
