@@ -4,6 +4,8 @@
 
 #[path = "e2e/proto_support.rs"]
 mod proto_support;
+#[path = "common/provision.rs"]
+mod provision;
 #[path = "e2e/support.rs"]
 mod support;
 

@@ -1,7 +1,8 @@
 //! Real parts for the protocol tests (gRPC, WebSocket, TLS): the tokengate binary as a child
 //! process, real third-party peers (Python grpcio and websockets, curl), and a test CA.
 //!
-//! The Python peers are installed by `.ci/run`. Outside CI a missing tool skips its test with a
+//! The peers are installed by `.ci/test-peers`, which the first test needing one runs (see
+//! `provision`). Outside CI a missing tool skips its test with a
 //! note on stderr; in CI (`CI` set) it fails the test, so CI can never pass by skipping.
 
 use std::io::{BufRead, BufReader, Write};
@@ -21,6 +22,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_tokengate");
 /// Returns `python3` when it imports every one of `modules`; otherwise skips (None) outside CI
 /// and panics in CI.
 pub fn python_with(modules: &[&str]) -> Option<&'static str> {
+    crate::provision::ensure_test_peers();
     let import = format!("import {}", modules.join(", "));
     let ok = Command::new("python3")
         .args(["-c", &import])
@@ -35,6 +37,7 @@ pub fn python_with(modules: &[&str]) -> Option<&'static str> {
 
 /// Returns `curl` when it is installed with HTTP/2 support (see [`python_with`] for skipping).
 pub fn curl() -> Option<&'static str> {
+    crate::provision::ensure_test_peers();
     let ok = Command::new("curl")
         .arg("-V")
         .output()
@@ -47,9 +50,9 @@ pub fn curl() -> Option<&'static str> {
 
 fn missing<T>(what: &str) -> Option<T> {
     if std::env::var_os("CI").is_some() {
-        panic!("{what} is required in CI (.ci/run installs it)");
+        panic!("{what} is required in CI (.ci/test-peers installs it)");
     }
-    eprintln!("SKIPPED: {what} not available (run .ci/run to install)");
+    eprintln!("SKIPPED: {what} not available (.ci/test-peers installs it)");
     None
 }
 
