@@ -1,8 +1,7 @@
 //! The real binary, for what crosses process boundaries: CLI and exit codes, config errors,
 //! signals (graceful drain, reload), `tokengate dev`, environment overrides.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use http::Request;
@@ -11,7 +10,7 @@ use serde_json::Value;
 
 use crate::support::{client, config_text, Harness, Reply};
 
-pub use crate::process::{write_config, Process as Proc, TempFile, BIN};
+pub use crate::process::{write_config, Dev, Process as Proc, TempFile, BIN};
 
 #[test]
 fn bad_configs_exit_64_naming_the_problem() {
@@ -185,38 +184,11 @@ async fn denials_are_logged_once_with_their_reason_and_never_the_token() {
 
 #[tokio::test]
 async fn dev_command_prints_a_working_curl_line() {
-    let mut child = Command::new(BIN)
-        .args(["dev", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
-        .env("TOKENGATE_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let line = tokio::task::spawn_blocking(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .find(|l| l.starts_with("curl -s -H 'Authorization: Bearer "))
-            .expect("a curl line")
-    })
-    .await
-    .unwrap();
-    let token = line
-        .split("Bearer ")
-        .nth(1)
-        .unwrap()
-        .split('\'')
-        .next()
-        .unwrap();
-    let url = line.rsplit(' ').next().unwrap();
-    let req = Request::get(url)
-        .header("authorization", format!("Bearer {token}"))
-        .body(Full::default())
-        .unwrap();
-    let reply = Reply::read(client().request(req).await.unwrap()).await;
-    let _ = child.kill();
-    let _ = child.wait();
+    let dev = Dev::start().await;
+    let line = dev.line("curl", |l| {
+        l.starts_with("curl -s -H 'Authorization: Bearer ")
+    });
+    let reply = Dev::curl(line).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     let echo = reply.json();
     assert!(echo["headers"]["x-ms-client-principal"].is_string());

@@ -255,3 +255,65 @@ impl Drop for TempFile {
 pub fn write_config(text: &str) -> TempFile {
     TempFile::new("toml", text.as_bytes())
 }
+
+/// `tokengate dev` on free ports, with every line it printed up to "Ctrl-C to stop."; killed on
+/// drop.
+pub struct Dev {
+    child: Child,
+    /// What it printed for the user, in order.
+    pub lines: Vec<String>,
+}
+
+impl Dev {
+    /// Starts `tokengate dev` and reads its printed lines.
+    pub async fn start() -> Dev {
+        let mut child = Command::new(BIN)
+            .args(["dev", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+            .env("TOKENGATE_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let lines = tokio::task::spawn_blocking(move || {
+            BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .take_while(|l| !l.starts_with("Ctrl-C"))
+                .collect::<Vec<String>>()
+        })
+        .await
+        .unwrap();
+        Dev { child, lines }
+    }
+
+    /// The first printed line `pick` accepts.
+    pub fn line(&self, what: &str, pick: impl Fn(&str) -> bool) -> &str {
+        self.lines
+            .iter()
+            .find(|l| pick(l))
+            .unwrap_or_else(|| panic!("no {what} line in:\n{}", self.lines.join("\n")))
+    }
+
+    /// Runs a printed `curl -s[i] -H 'Authorization: Bearer <token>' <url>` line.
+    pub async fn curl(line: &str) -> Reply {
+        let token = line
+            .split("Bearer ")
+            .nth(1)
+            .and_then(|t| t.split('\'').next())
+            .unwrap_or_else(|| panic!("no bearer token in {line:?}"));
+        let url = line.rsplit(' ').next().unwrap();
+        let req = Request::get(url)
+            .header("authorization", format!("Bearer {token}"))
+            .body(Full::default())
+            .unwrap();
+        Reply::read(client().request(req).await.unwrap()).await
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
