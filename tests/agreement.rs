@@ -6,8 +6,9 @@
 //! Stacks (`agreement/stacks.rs`): Flask/Werkzeug, Django, Starlette/uvicorn, Express,
 //! Go net/http, and Flask under gunicorn 21 (CGI-style `_`/`-` folding). Each app serves the same
 //! route table and reports, in an `X-Agree-Report` header, which handler ran and every identity
-//! header it saw. `.ci/agreement-env` installs them; in CI (`CI=true`) a missing toolchain fails
-//! the test, elsewhere its stack is skipped with a loud message.
+//! header it saw. `.ci/agreement-env` installs them; the test runs it first (through
+//! `.ci/test-peers`). In CI (`CI=true`) a missing toolchain fails the test, elsewhere its stack is
+//! skipped with a loud message.
 //!
 //! Knobs: `AGREEMENT_SEED` replays a run (the seed is printed); `AGREEMENT_VARIANTS` is the total
 //! across stacks (default 102,000 in CI, 24,000 elsewhere); `AGREEMENT_STACKS=flask,go` picks
@@ -19,6 +20,8 @@
 mod gen;
 #[path = "agreement/oracle.rs"]
 mod oracle;
+#[path = "common/provision.rs"]
+mod provision;
 #[path = "agreement/stacks.rs"]
 mod stacks;
 #[path = "agreement/wire.rs"]
@@ -96,6 +99,7 @@ async fn run(ci: bool, seed: u64, total: u64, chosen: Vec<Stack>, started: Insta
     let tokens = Arc::new(mint(&issuer));
 
     // Start the apps (in parallel: interpreters take a while to import).
+    provision::ensure_test_peers();
     let env = Toolchains::find();
     let launched: Vec<(Stack, Result<Proc, String>)> = std::thread::scope(|s| {
         let handles: Vec<_> = chosen

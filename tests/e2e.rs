@@ -2,8 +2,12 @@
 //! real signed tokens, and the real binary where behaviour crosses processes.
 //! One test binary with submodules, so it links once.
 
+#[path = "e2e/process.rs"]
+mod process;
 #[path = "e2e/proto_support.rs"]
 mod proto_support;
+#[path = "common/provision.rs"]
+mod provision;
 #[path = "e2e/support.rs"]
 mod support;
 

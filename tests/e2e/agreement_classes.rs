@@ -5,19 +5,13 @@
 //! Each test starts `tokengate` as a process against a real IdP and a recording upstream on
 //! loopback, sends what an attacker would, and checks both the answer and what the upstream saw.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use bytes::Bytes;
 use http::{Method, Request};
 use http_body_util::Full;
-use serde_json::{json, Value};
+use serde_json::json;
 
+use crate::process::{write_config, Process, TempFile};
 use crate::support::{client, config_text, raw_request, Harness, Reply, SigningKey};
-
-const BIN: &str = env!("CARGO_BIN_EXE_tokengate");
 
 /// Rules the classes need, on top of the default test policy (`/admin` POST/DELETE, anonymous
 /// `/public`, `/public/secret`).
@@ -48,70 +42,24 @@ roles = ["App.Admin"]
 
 /// The binary, started on a config file, killed on drop.
 struct Gate {
-    child: Child,
-    public: SocketAddr,
-    _config: ConfigFile,
+    process: Process,
+    _config: TempFile,
 }
 
 impl Gate {
     /// The parts in `h` behind a `tokengate` process; `edit` adjusts the config text.
     async fn start(h: &Harness, edit: impl Fn(String) -> String) -> Gate {
-        let text = edit(config_text(&h.idp, &h.upstream, RULES, ""));
-        let config = ConfigFile::new(&text);
-        let mut child = Command::new(BIN)
-            .args([
-                "--config",
-                config.0.to_str().unwrap(),
-                "--log-format",
-                "json",
-            ])
-            .env("TOKENGATE_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = BufReader::new(child.stderr.take().unwrap());
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in stderr.lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let (public, admin) = loop {
-            assert!(Instant::now() < deadline, "tokengate did not start");
-            let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) else {
-                continue;
-            };
-            let Ok(v) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            if v["message"] == "tokengate listening" {
-                let addr = |k: &str| v[k].as_str().unwrap().parse::<SocketAddr>().unwrap();
-                break (addr("public_addr"), addr("admin_addr"));
-            }
-        };
-        let gate = Gate {
-            child,
-            public,
+        let config = write_config(&edit(config_text(&h.idp, &h.upstream, RULES, "")));
+        let process = Process::start(&config, &[]);
+        process.wait_ready().await;
+        Gate {
+            process,
             _config: config,
-        };
-        for _ in 0..200 {
-            let req = Request::get(format!("http://{admin}/readyz"))
-                .body(Full::default())
-                .unwrap();
-            if let Ok(r) = client().request(req).await {
-                if r.status() == 200 {
-                    return gate;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        panic!("tokengate never became ready");
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.public)
+        format!("http://{}{path}", self.process.public)
     }
 
     /// `method` (sent exactly as spelled) on `path`, with a token and extra headers.
@@ -147,39 +95,6 @@ impl Gate {
             .body(Full::new(Bytes::from_static(body.as_bytes())))
             .unwrap();
         Reply::read(client().request(req).await.expect("proxy answers")).await
-    }
-}
-
-impl Drop for Gate {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A config file under the temp dir, removed on drop.
-struct ConfigFile(std::path::PathBuf);
-
-impl ConfigFile {
-    fn new(text: &str) -> ConfigFile {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::SeqCst);
-        let path = std::env::temp_dir().join(format!(
-            "tokengate-agreement-{}-{n}.toml",
-            std::process::id()
-        ));
-        std::fs::File::create(&path)
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-        ConfigFile(path)
-    }
-}
-
-impl Drop for ConfigFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
     }
 }
 
@@ -519,7 +434,7 @@ async fn connect_and_trace_are_refused_everywhere() {
     }
     for target in ["127.0.0.1:9", "/public/x"] {
         let answer = raw_request(
-            g.public,
+            g.process.public,
             format!("CONNECT {target} HTTP/1.1\r\nHost: 127.0.0.1:9\r\n\r\n").as_bytes(),
         )
         .await;
@@ -632,7 +547,7 @@ Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
         "POST /public/a HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n\r\nhello".to_string(),
     ];
     for first in cases {
-        let answer = raw_request(g.public, format!("{first}{smuggled}").as_bytes()).await;
+        let answer = raw_request(g.process.public, format!("{first}{smuggled}").as_bytes()).await;
         assert!(answer.starts_with("HTTP/1.1 400"), "{first:?}: {answer}");
         let paths: Vec<String> = h.upstream.seen().into_iter().map(|s| s.uri).collect();
         assert!(

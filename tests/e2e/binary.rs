@@ -1,9 +1,7 @@
 //! The real binary, for what crosses process boundaries: CLI and exit codes, config errors,
 //! signals (graceful drain, reload), `tokengate dev`, environment overrides.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use http::Request;
@@ -12,148 +10,7 @@ use serde_json::Value;
 
 use crate::support::{client, config_text, Harness, Reply};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_tokengate");
-
-pub struct Proc {
-    pub child: Child,
-    pub public: SocketAddr,
-    pub admin: SocketAddr,
-    logs: std::sync::mpsc::Receiver<String>,
-}
-
-impl Proc {
-    /// Starts `tokengate --config path` and waits for its "listening" log line.
-    pub fn start(path: &std::path::Path, env: &[(&str, &str)]) -> Proc {
-        let mut cmd = Command::new(BIN);
-        cmd.args(["--config", path.to_str().unwrap(), "--log-format", "json"])
-            .env("TOKENGATE_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) else {
-                continue;
-            };
-            let Ok(v) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            if v["message"] == "tokengate listening" {
-                let public = v["public_addr"].as_str().unwrap().parse().unwrap();
-                let admin = v["admin_addr"].as_str().unwrap().parse().unwrap();
-                return Proc {
-                    child,
-                    public,
-                    admin,
-                    logs: rx,
-                };
-            }
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("tokengate did not start");
-    }
-
-    pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
-
-    /// Waits for a log line containing `needle`.
-    pub fn wait_log(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(line) = self.logs.recv_timeout(Duration::from_millis(100)) {
-                if line.contains(needle) {
-                    return line;
-                }
-            }
-        }
-        panic!("no log line containing {needle:?}");
-    }
-
-    pub async fn wait_ready(&self) {
-        for _ in 0..200 {
-            let req = Request::get(format!("http://{}/readyz", self.admin))
-                .body(Full::default())
-                .unwrap();
-            if let Ok(r) = client().request(req).await {
-                if r.status() == 200 {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("binary never became ready");
-    }
-
-    pub async fn get(&self, path: &str, token: &str) -> Reply {
-        let req = Request::get(format!("http://{}{path}", self.public))
-            .header("authorization", format!("Bearer {token}"))
-            .body(Full::default())
-            .unwrap();
-        Reply::read(client().request(req).await.unwrap()).await
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub fn write_config(text: &str) -> tempfile_like::TempPath {
-    let path = tempfile_like::TempPath::new("toml");
-    std::fs::File::create(&path.0)
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    path
-}
-
-/// A unique file under the target dir, removed on drop (no tempfile crate needed).
-pub mod tempfile_like {
-    use std::path::PathBuf;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    pub struct TempPath(pub PathBuf);
-
-    impl TempPath {
-        pub fn new(ext: &str) -> TempPath {
-            static N: AtomicUsize = AtomicUsize::new(0);
-            let dir = std::env::temp_dir();
-            let n = N.fetch_add(1, Ordering::SeqCst);
-            TempPath(dir.join(format!("tokengate-test-{}-{n}.{ext}", std::process::id())))
-        }
-    }
-
-    impl std::ops::Deref for TempPath {
-        type Target = std::path::Path;
-        fn deref(&self) -> &std::path::Path {
-            &self.0
-        }
-    }
-
-    impl Drop for TempPath {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
-}
+pub use crate::process::{write_config, Dev, Process as Proc, TempFile, BIN};
 
 #[test]
 fn bad_configs_exit_64_naming_the_problem() {
@@ -327,38 +184,11 @@ async fn denials_are_logged_once_with_their_reason_and_never_the_token() {
 
 #[tokio::test]
 async fn dev_command_prints_a_working_curl_line() {
-    let mut child = Command::new(BIN)
-        .args(["dev", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
-        .env("TOKENGATE_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let line = tokio::task::spawn_blocking(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .find(|l| l.starts_with("curl -s -H 'Authorization: Bearer "))
-            .expect("a curl line")
-    })
-    .await
-    .unwrap();
-    let token = line
-        .split("Bearer ")
-        .nth(1)
-        .unwrap()
-        .split('\'')
-        .next()
-        .unwrap();
-    let url = line.rsplit(' ').next().unwrap();
-    let req = Request::get(url)
-        .header("authorization", format!("Bearer {token}"))
-        .body(Full::default())
-        .unwrap();
-    let reply = Reply::read(client().request(req).await.unwrap()).await;
-    let _ = child.kill();
-    let _ = child.wait();
+    let dev = Dev::start().await;
+    let line = dev.line("curl", |l| {
+        l.starts_with("curl -s -H 'Authorization: Bearer ")
+    });
+    let reply = Dev::curl(line).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     let echo = reply.json();
     assert!(echo["headers"]["x-ms-client-principal"].is_string());
@@ -369,7 +199,9 @@ async fn dev_command_prints_a_working_curl_line() {
 async fn systemd_notify_readiness_and_stopping() {
     let h = Harness::unstarted().await;
     let path = write_config(&config_text(&h.idp, &h.upstream, "", ""));
-    let sock_path = tempfile_like::TempPath::new("sock");
+    let sock_path = TempFile(
+        std::env::temp_dir().join(format!("tokengate-test-{}-notify.sock", std::process::id())),
+    );
     let sock = std::os::unix::net::UnixDatagram::bind(&*sock_path).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use tokengate::dev::{v1_issuer, v2_issuer, DEV_AUDIENCE};
 
-use crate::binary::{write_config, Proc, BIN};
+use crate::binary::{write_config, Dev, Proc, BIN};
 use crate::support::{client, Harness, Reply};
 
 const TENANT_A: &str = "aaaaaaaa-0000-4000-8000-00000000000a";
@@ -740,41 +740,12 @@ roles = ["App.Admin"]
 
 #[tokio::test]
 async fn dev_demonstrates_report_mode_and_explain() {
-    use std::io::{BufRead, BufReader};
-    let mut child = Command::new(BIN)
-        .args(["dev", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
-        .env("TOKENGATE_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let lines = tokio::task::spawn_blocking(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .take_while(|l| !l.starts_with("Ctrl-C"))
-            .collect::<Vec<String>>()
-    })
-    .await
-    .unwrap();
-    let beta = lines
-        .iter()
-        .find(|l| l.starts_with("curl -s -H 'Authorization: Bearer ") && l.ends_with("/beta/x"))
-        .expect("a report-mode curl line");
-    let token = beta
-        .split("Bearer ")
-        .nth(1)
-        .unwrap()
-        .split('\'')
-        .next()
-        .unwrap();
-    let url = beta.rsplit(' ').next().unwrap();
-    let req = Request::get(url)
-        .header("authorization", format!("Bearer {token}"))
-        .body(Full::default())
-        .unwrap();
-    let reply = Reply::read(client().request(req).await.unwrap()).await;
+    let dev = Dev::start().await;
+    let lines = &dev.lines;
+    let beta = dev.line("report-mode curl", |l| {
+        l.starts_with("curl -s -H 'Authorization: Bearer ") && l.ends_with("/beta/x")
+    });
+    let reply = Dev::curl(beta).await;
     assert_eq!(reply.status, 200, "report mode forwards: {}", reply.text());
     assert!(reply.json()["headers"]["x-ms-client-principal"].is_string());
     let metrics_line = lines
@@ -805,8 +776,6 @@ async fn dev_demonstrates_report_mode_and_explain() {
         assert_eq!(out.status.code(), Some(1), "{text}");
         assert!(text.contains(&format!("verdict: {verdict}")), "{text}");
     }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[tokio::test]

@@ -1,26 +1,25 @@
 //! Real parts for the protocol tests (gRPC, WebSocket, TLS): the tokengate binary as a child
 //! process, real third-party peers (Python grpcio and websockets, curl), and a test CA.
 //!
-//! The Python peers are installed by `.ci/run`. Outside CI a missing tool skips its test with a
+//! The peers are installed by `.ci/test-peers`, which the first test needing one runs (see
+//! `provision`). Outside CI a missing tool skips its test with a
 //! note on stderr; in CI (`CI` set) it fails the test, so CI can never pass by skipping.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::Receiver;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
 use serde_json::Value;
 
+use crate::process::Process;
 pub use crate::support::IdpServer;
-
-const BIN: &str = env!("CARGO_BIN_EXE_tokengate");
 
 /// Returns `python3` when it imports every one of `modules`; otherwise skips (None) outside CI
 /// and panics in CI.
 pub fn python_with(modules: &[&str]) -> Option<&'static str> {
+    crate::provision::ensure_test_peers();
     let import = format!("import {}", modules.join(", "));
     let ok = Command::new("python3")
         .args(["-c", &import])
@@ -35,6 +34,7 @@ pub fn python_with(modules: &[&str]) -> Option<&'static str> {
 
 /// Returns `curl` when it is installed with HTTP/2 support (see [`python_with`] for skipping).
 pub fn curl() -> Option<&'static str> {
+    crate::provision::ensure_test_peers();
     let ok = Command::new("curl")
         .arg("-V")
         .output()
@@ -47,9 +47,9 @@ pub fn curl() -> Option<&'static str> {
 
 fn missing<T>(what: &str) -> Option<T> {
     if std::env::var_os("CI").is_some() {
-        panic!("{what} is required in CI (.ci/run installs it)");
+        panic!("{what} is required in CI (.ci/test-peers installs it)");
     }
-    eprintln!("SKIPPED: {what} not available (run .ci/run to install)");
+    eprintln!("SKIPPED: {what} not available (.ci/test-peers installs it)");
     None
 }
 
@@ -142,150 +142,31 @@ roles = ["App.Admin"]
     )
 }
 
-/// A file under the temp dir, removed on drop.
-pub struct TempFile(pub PathBuf);
+pub use crate::process::TempFile;
 
-impl TempFile {
-    pub fn new(ext: &str, contents: &[u8]) -> TempFile {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::SeqCst);
-        let path =
-            std::env::temp_dir().join(format!("tokengate-proto-{}-{n}.{ext}", std::process::id()));
-        let f = TempFile(path);
-        f.write(contents);
-        f
-    }
-
-    /// Replaces the contents atomically (write beside, then rename).
-    pub fn write(&self, contents: &[u8]) {
-        let tmp = self.0.with_extension("tmp");
-        std::fs::File::create(&tmp)
-            .unwrap()
-            .write_all(contents)
-            .unwrap();
-        std::fs::rename(&tmp, &self.0).unwrap();
-    }
-
-    pub fn path(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// The tokengate binary running a config; killed on drop.
+/// The tokengate binary running a config text; killed on drop.
 pub struct Binary {
-    child: Child,
-    pub public: SocketAddr,
-    pub admin: SocketAddr,
-    logs: Receiver<String>,
+    process: Process,
     _config: TempFile,
 }
 
 impl Binary {
     /// Starts `tokengate --config <file with text>` and waits until it is listening and ready.
     pub async fn start(text: &str) -> Binary {
-        let config = TempFile::new("toml", text.as_bytes());
-        let mut child = Command::new(BIN)
-            .args(["--config", config.path(), "--log-format", "json"])
-            .env("TOKENGATE_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut seen = Vec::new();
-        while Instant::now() < deadline {
-            let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) else {
-                continue;
-            };
-            seen.push(line.clone());
-            let Ok(v) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            if v["message"] == "tokengate listening" {
-                let b = Binary {
-                    child,
-                    public: v["public_addr"].as_str().unwrap().parse().unwrap(),
-                    admin: v["admin_addr"].as_str().unwrap().parse().unwrap(),
-                    logs: rx,
-                    _config: config,
-                };
-                b.wait_ready().await;
-                return b;
-            }
+        let config = crate::process::write_config(text);
+        let process = Process::start(&config, &[]);
+        process.wait_ready().await;
+        Binary {
+            process,
+            _config: config,
         }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("tokengate did not start: {seen:#?}");
-    }
-
-    async fn wait_ready(&self) {
-        let client = crate::support::client();
-        for _ in 0..400 {
-            let req = http::Request::get(format!("http://{}/readyz", self.admin))
-                .body(http_body_util::Full::default())
-                .unwrap();
-            if let Ok(r) = client.request(req).await {
-                if r.status() == 200 {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("tokengate never became ready");
-    }
-
-    pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
-
-    /// Waits for a log line containing `needle`, skipping others.
-    pub fn wait_log(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(line) = self.logs.recv_timeout(Duration::from_millis(100)) {
-                if line.contains(needle) {
-                    return line;
-                }
-            }
-        }
-        panic!("no log line containing {needle:?}");
-    }
-
-    /// The value of one metric series on the admin listener (0 when absent).
-    pub async fn metric(&self, series: &str) -> f64 {
-        let req = http::Request::get(format!("http://{}/metrics", self.admin))
-            .body(http_body_util::Full::default())
-            .unwrap();
-        let resp = crate::support::client().request(req).await.unwrap();
-        let text = crate::support::Reply::read(resp).await.text();
-        text.lines()
-            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
-            .unwrap_or(0.0)
     }
 }
 
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for Binary {
+    type Target = Process;
+    fn deref(&self) -> &Process {
+        &self.process
     }
 }
 

@@ -270,25 +270,8 @@ resource = "api://leak"
 
 #[tokio::test]
 async fn tokengate_dev_prints_how_to_try_the_caller_side_and_it_works() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(BIN)
-        .args(["dev", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
-        .env("TOKENGATE_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let lines = tokio::task::spawn_blocking(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .take_while(|l| l != "Ctrl-C to stop.")
-            .collect::<Vec<_>>()
-    })
-    .await
-    .unwrap();
+    let dev = crate::process::Dev::start().await;
+    let lines = &dev.lines;
     let find = |prefix: &str| {
         lines
             .iter()
@@ -315,8 +298,6 @@ async fn tokengate_dev_prints_how_to_try_the_caller_side_and_it_works() {
         .unwrap(),
     )
     .await;
-    let _ = child.kill();
-    let _ = child.wait();
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(
         r.json()["headers"]["x-ms-client-principal-id"],

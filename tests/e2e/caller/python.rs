@@ -1,4 +1,4 @@
-//! Unmodified azure-identity for Python (installed by .ci/run, pinned) against the identity
+//! Unmodified azure-identity for Python (installed by .ci/test-peers, pinned) against the identity
 //! endpoint: ManagedIdentityCredential and DefaultAzureCredential, through
 //! IDENTITY_ENDPOINT/IDENTITY_HEADER (App Service) and AZURE_POD_IDENTITY_AUTHORITY_HOST (IMDS).
 //! In CI (`CI=true`) a missing package fails; elsewhere the test says so and returns.
@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::sources::workload_config;
 use super::support::*;
 
-/// The pinned version .ci/run installs.
+/// The pinned version .ci/python-azure-identity installs.
 const AZURE_IDENTITY: &str = "1.27.0";
 
 const SCRIPT: &str = r#"
@@ -34,6 +34,7 @@ print(json.dumps({"token": t.token, "expires_on": t.expires_on}))
 
 /// The Python with azure-identity, or `None` (outside CI) when it is not installed.
 fn python() -> Option<PathBuf> {
+    crate::provision::ensure_test_peers();
     let path = std::env::var_os("TOKENGATE_AZURE_IDENTITY_PYTHON")
         .map(PathBuf::from)
         .or_else(|| {
@@ -53,7 +54,7 @@ fn python() -> Option<PathBuf> {
         Some(v) if v == AZURE_IDENTITY => Some(path),
         found => {
             let msg = format!(
-                "azure-identity {AZURE_IDENTITY} not found at {} (found {found:?}); .ci/run \
+                "azure-identity {AZURE_IDENTITY} not found at {} (found {found:?}); .ci/test-peers \
                  installs it",
                 path.display()
             );

@@ -4,10 +4,10 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::convert::Infallible;
-use std::io::{BufRead, BufReader};
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,10 +23,11 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
+use crate::process::Process;
 use crate::support::{client, Reply};
 pub use tokengate::dev::DevIssuer;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_tokengate");
+pub use crate::process::BIN;
 pub const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 pub const CLIENT_ID: &str = "5e3c3f3a-0b1f-4c7e-9a57-1d2c3b4a5f60";
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -67,11 +68,9 @@ impl Drop for TestDir {
     }
 }
 
-/// The real binary, running a config, with every stderr line kept.
+/// The real binary, running a config written into a directory of its own.
 pub struct Sidecar {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-    pub admin: SocketAddr,
+    process: Process,
     pub public: Option<SocketAddr>,
     pub endpoint: Option<SocketAddr>,
     pub egress: Vec<SocketAddr>,
@@ -85,98 +84,31 @@ impl Sidecar {
         let dir = TestDir::new("sidecar");
         let text = config.replace("{dir}", dir.0.to_str().unwrap());
         let path = dir.write("tokengate.toml", &text);
-        let mut cmd = Command::new(BIN);
-        cmd.args(["--config", path.to_str().unwrap(), "--log-format", "json"])
-            .env("TOKENGATE_LOG", level)
-            .env_remove("AZURE_TENANT_ID")
-            .env_remove("AZURE_CLIENT_ID")
-            .env_remove("AZURE_FEDERATED_TOKEN_FILE")
-            .env_remove("AZURE_AUTHORITY_HOST")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
+        let process = Process::start_at(&path, env, level);
+        Sidecar {
+            public: Some(process.public).filter(|a| a.port() != 0),
+            endpoint: process.endpoint,
+            egress: process.egress.clone(),
+            process,
+            dir,
         }
-        let mut child = cmd.spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line.clone());
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) else {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!(
-                        "tokengate exited with {status}:\n{}",
-                        lines.lock().unwrap().join("\n")
-                    );
-                }
-                continue;
-            };
-            let Ok(v) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            if v["message"] != "tokengate listening" {
-                continue;
-            }
-            let addr = |k: &str| v[k].as_str().and_then(|s| s.parse::<SocketAddr>().ok());
-            let egress = v["egress"]
-                .as_str()
-                .unwrap_or("")
-                .split(',')
-                .filter_map(|s| s.parse().ok())
-                .collect();
-            return Sidecar {
-                admin: addr("admin_addr").unwrap(),
-                public: addr("public_addr").filter(|a| a.port() != 0),
-                endpoint: addr("identity_endpoint"),
-                egress,
-                child,
-                lines,
-                dir,
-            };
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!(
-            "tokengate did not start:\n{}",
-            lines.lock().unwrap().join("\n")
-        );
     }
 
     /// Rewrites the config file (`{dir}` replaced as at start) and sends SIGHUP.
     pub fn reload(&self, config: &str) {
         let text = config.replace("{dir}", self.dir.0.to_str().unwrap());
         self.dir.write("tokengate.toml", &text);
-        let ok = Command::new("kill")
-            .args(["-HUP", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
+        self.process.signal("-HUP");
     }
 
     /// Every log line so far.
     pub fn logs(&self) -> String {
-        self.lines.lock().unwrap().join("\n")
+        self.process.logs()
     }
 
-    /// Whether a log line containing `needle` shows up within 5 s (stderr is read by a thread,
-    /// so a line logged just before an answer may arrive just after it).
+    /// Whether a log line containing `needle` shows up within 5 s.
     pub fn wait_log(&self, needle: &str) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if self.logs().contains(needle) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
+        self.process.has_logged(needle)
     }
 
     /// The App Service protocol's URL.
@@ -207,38 +139,12 @@ impl Sidecar {
 
     /// The value of one admin metric series (0 when absent).
     pub async fn metric(&self, series: &str) -> f64 {
-        let text = self.metrics().await;
-        text.lines()
-            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
-            .unwrap_or(0.0)
-    }
-
-    pub async fn metrics(&self) -> String {
-        let req = Request::get(format!("http://{}/metrics", self.admin))
-            .body(Full::default())
-            .unwrap();
-        send(req).await.text()
+        self.process.metric(series).await
     }
 
     /// Waits until `/readyz` answers 200.
     pub async fn wait_ready(&self) {
-        for _ in 0..500 {
-            let req = Request::get(format!("http://{}/readyz", self.admin))
-                .body(Full::default())
-                .unwrap();
-            if send(req).await.status == StatusCode::OK {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("not ready:\n{}", self.logs());
-    }
-}
-
-impl Drop for Sidecar {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.wait_ready().await
     }
 }
 
