@@ -33,6 +33,26 @@ use crate::config::{UpstreamPool, UpstreamProtocol};
 use crate::net::client::{connector_for, Alpn, HttpsConnector};
 use crate::reject::Rejection;
 
+/// The body cap (`request_limits.max_body_bytes`): a declared `Content-Length` over it is refused
+/// (413) before anything is sent; a body that grows past it while streaming fails the call.
+pub fn limit_body<B>(
+    headers: &http::HeaderMap,
+    body: B,
+    max: Option<u64>,
+) -> Result<Either<B, Limited<B>>, Rejection> {
+    let Some(max) = max else {
+        return Ok(Either::Left(body));
+    };
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(Rejection::BodyTooLarge);
+    }
+    Ok(Either::Right(Limited::new(body, max as usize)))
+}
+
 /// The protocol one request is sent upstream with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {

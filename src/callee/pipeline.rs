@@ -32,7 +32,7 @@ use crate::authorize::{self, Access};
 use crate::callee::upgrade;
 use crate::config::Mode;
 use crate::extract;
-use crate::forward::{Protocol, Upstream};
+use crate::forward::{self, Protocol, Upstream};
 use crate::listener::Conn;
 use crate::metrics::Metrics;
 use crate::normalize;
@@ -144,6 +144,7 @@ impl Proxy {
         }
     }
 
+    /// The request's path, one phase per line.
     async fn process(
         &self,
         mut req: Request<Incoming>,
@@ -151,40 +152,47 @@ impl Proxy {
         deadline: Option<(Instant, std::time::Duration)>,
         request_id: &http::HeaderValue,
     ) -> Result<Response<Body>, Rejection> {
+        // One view of the hot state for the whole request.
         let mut snap = self.cell.load_full();
-
-        // One reading of the method, shared by us and every framework behind us.
-        authorize::screen_method(req.method())?;
-        authorize::screen_override(req.uri().query())?;
-        // A POST known to have no body says so, so that our reading of a possible `_method` body
-        // field (`authorize::dispatched_as`) and the upstream's agree there is none.
-        if req.method() == Method::POST
-            && req.body().is_end_stream()
-            && !req.headers().contains_key(http::header::CONTENT_LENGTH)
-        {
-            req.headers_mut().insert(
-                http::header::CONTENT_LENGTH,
-                http::HeaderValue::from_static("0"),
-            );
-        }
-        // Normalize: the path we authorize is the path the upstream gets.
-        let target = upstream_target(&snap, req.uri())?;
+        // Normalize: the method, path and query we authorize are what the upstream gets.
+        let target = normalize_request(&snap, &mut req)?;
         let path = target.path();
-        let method = req.method();
-
-        let identity = match self
-            .decide_with_refresh(&mut snap, req.headers(), path, method)
+        // Extract → validate (cache, keys) → authorize, in `decide`, shared with `explain`.
+        let decision = self
+            .decide_with_refresh(&mut snap, req.headers(), path, req.method())
+            .await;
+        // Enforce, or in report mode forward and report.
+        let identity = self.enforce(decision, req.method(), path, conn, request_id)?;
+        // /.auth/me is answered here, never forwarded.
+        if let (Some(id), true) = (&identity, is_auth_me(path)) {
+            self.metrics.allowed();
+            return Ok(auth_me(req.method(), id));
+        }
+        // Rewrite headers, then forward; the response comes back through `handle`.
+        self.forward(&snap, req, target, identity.as_deref(), conn, deadline)
             .await
-        {
-            Decision::Anonymous => None,
-            Decision::Allow(id) => Some(id),
+    }
+
+    /// What a decision lets through: the identity to forward (none when anonymous), or the
+    /// refusal. A report-only refusal is logged as `would deny`, counted, and let through.
+    fn enforce(
+        &self,
+        decision: Decision,
+        method: &Method,
+        path: &str,
+        conn: &Conn,
+        request_id: &http::HeaderValue,
+    ) -> Result<Option<Arc<CachedIdentity>>, Rejection> {
+        match decision {
+            Decision::Anonymous => Ok(None),
+            Decision::Allow(id) => Ok(Some(id)),
             // /.auth/me is ours, not the callee's: nothing to roll out there.
-            Decision::Deny { reason, .. } if is_auth_me(path) => return Err(reason),
+            Decision::Deny { reason, .. } if is_auth_me(path) => Err(reason),
             Decision::Deny {
                 reason,
                 report_only: false,
                 ..
-            } => return Err(reason),
+            } => Err(reason),
             Decision::Deny {
                 reason,
                 identity,
@@ -201,18 +209,9 @@ impl Proxy {
                     request_id = request_id.to_str().unwrap_or(""),
                     "would deny"
                 );
-                identity
-            }
-        };
-
-        if let Some(id) = &identity {
-            if is_auth_me(path) {
-                self.metrics.allowed();
-                return Ok(auth_me(method, id));
+                Ok(identity)
             }
         }
-        self.forward(&snap, req, target, identity.as_deref(), conn, deadline)
-            .await
     }
 
     /// Decides, and after an unknown `kid` waits once for a bounded key refresh, then decides
@@ -271,7 +270,11 @@ impl Proxy {
             identity,
             report_only: report_all && reason.reportable(),
         };
-        let id = match self.identify(snap, headers, now) {
+        let token = match extract::bearer_token(headers, auth.max_token_size) {
+            Ok(token) => token,
+            Err(reason) => return deny(reason, None),
+        };
+        let id = match self.validate(snap, token, now) {
             Ok(id) => id,
             Err(reason) => return deny(reason, None),
         };
@@ -305,7 +308,8 @@ impl Proxy {
         now: u64,
     ) -> Result<Arc<CachedIdentity>, Rejection> {
         let auth = &snap.policy.auth;
-        let entry = self.identify(snap, headers, now)?;
+        let token = extract::bearer_token(headers, auth.max_token_size)?;
+        let entry = self.validate(snap, token, now)?;
         let overrides = authorize::dispatched_as(auth, method, headers);
         std::iter::once(method)
             .chain(overrides)
@@ -313,16 +317,15 @@ impl Proxy {
         Ok(entry)
     }
 
-    /// Token → verified identity (from the cache, or validated and cached). Which route accepts
-    /// it is decided by `authorize`, on every request.
-    fn identify(
+    /// The validate phase: token → verified identity, from the cache or validated against the
+    /// snapshot's keys and cached. Which route accepts it is decided by `authorize`, on every
+    /// request.
+    fn validate(
         &self,
         snap: &Snapshot,
-        headers: &HeaderMap,
+        token: &str,
         now: u64,
     ) -> Result<Arc<CachedIdentity>, Rejection> {
-        let auth = &snap.policy.auth;
-        let token = extract::bearer_token(headers, auth.max_token_size)?;
         let keys = match &snap.keys {
             SigningKeys::Loaded(k) => k,
             SigningKeys::Pending => return Err(Rejection::NoSigningKeys),
@@ -408,20 +411,11 @@ impl Proxy {
         }
         parts.uri = target;
         parts.version = protocol.version();
-        let body = match snap.policy.request_limits.max_body_bytes {
-            None => Either::Left(body),
-            Some(max) => {
-                let declared = parts
-                    .headers
-                    .get(http::header::CONTENT_LENGTH)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<u64>().ok());
-                if declared.is_some_and(|n| n > max) {
-                    return Err(Rejection::BodyTooLarge);
-                }
-                Either::Right(http_body_util::Limited::new(body, max as usize))
-            }
-        };
+        let body = forward::limit_body(
+            &parts.headers,
+            body,
+            snap.policy.request_limits.max_body_bytes,
+        )?;
 
         // A client deadline shorter than upstream.timeout replaces it.
         let deadline = deadline.filter(|(_, t)| *t < up.timeout).map(|(at, _)| at);
@@ -458,6 +452,26 @@ impl Proxy {
         }
         Ok(resp.map(Either::Left))
     }
+}
+
+/// The normalize phase: refuses a method or `_method` query frameworks read differently, marks a
+/// POST known to be bodiless as such, and returns the upstream URI with the normalized path.
+fn normalize_request(snap: &Snapshot, req: &mut Request<Incoming>) -> Result<Uri, Rejection> {
+    // One reading of the method, shared by us and every framework behind us.
+    authorize::screen_method(req.method())?;
+    authorize::screen_override(req.uri().query())?;
+    // A POST known to have no body says so, so that our reading of a possible `_method` body
+    // field (`authorize::dispatched_as`) and the upstream's agree there is none.
+    if req.method() == Method::POST
+        && req.body().is_end_stream()
+        && !req.headers().contains_key(http::header::CONTENT_LENGTH)
+    {
+        req.headers_mut().insert(
+            http::header::CONTENT_LENGTH,
+            http::HeaderValue::from_static("0"),
+        );
+    }
+    upstream_target(snap, req.uri())
 }
 
 /// The upstream URI for a request: upstream scheme and authority, normalized path, query as sent.
