@@ -168,8 +168,10 @@ impl Proxy {
             self.metrics.allowed();
             return Ok(auth_me(req.method(), id));
         }
-        // Rewrite headers, then forward; the response comes back through `handle`.
-        self.forward(&snap, req, target, identity.as_deref(), conn, deadline)
+        // Rewrite: strip what the client may not set, set the identity, pick the protocol.
+        let outbound = rewrite_request(&snap, req, target, identity.as_deref(), conn)?;
+        // Forward; the response comes back through `handle`.
+        self.forward(&snap, outbound, identity.is_some(), conn, deadline)
             .await
     }
 
@@ -347,91 +349,33 @@ impl Proxy {
         Ok(entry)
     }
 
+    /// The forward phase: sends the rewritten request (pooled, bounded by `upstream.timeout` or
+    /// a shorter client deadline), counts it, and for an accepted WebSocket handshake splices the
+    /// two connections.
     async fn forward(
         &self,
         snap: &Snapshot,
-        req: Request<Incoming>,
-        target: Uri,
-        identity: Option<&CachedIdentity>,
+        outbound: Outbound,
+        authenticated: bool,
         conn: &Conn,
         deadline: Option<(Instant, std::time::Duration)>,
     ) -> Result<Response<Body>, Rejection> {
         let up = &snap.policy.upstream;
-        let mut req = req;
-        // A WebSocket handshake goes over HTTP/1.1 whatever upstream.protocol says; the
-        // client's side of the upgrade is claimed now, before the request is taken apart.
-        let websocket = upgrade::is_websocket(&req);
-        let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
-        let protocol = match websocket {
-            true => Protocol::Http1,
-            false => Protocol::choose(up.protocol, req.version()),
-        };
-        let (mut parts, body) = req.into_parts();
-        // `te: trailers` is hop-by-hop, but an HTTP/2 upstream (gRPC) needs to hear that the
-        // client accepts trailers; it is the only TE value HTTP/2 allows.
-        let wants_trailers = protocol == Protocol::Http2 && accepts_trailers(&parts.headers);
-        // The authority the client addressed: Host for HTTP/1.1, :authority for h2.
-        let client_host = parts
-            .headers
-            .get(http::header::HOST)
-            .cloned()
-            .or_else(|| parts.uri.authority().and_then(|a| a.as_str().parse().ok()));
-
-        let headers = &mut parts.headers;
-        let scheme = match &conn.tls {
-            Some(_) => rewrite::Scheme::Https,
-            None => rewrite::Scheme::Http,
-        };
-        rewrite::request_headers(
-            headers,
-            &rewrite::Outgoing {
-                identity: identity.map(|id| &id.headers),
-                token: identity.filter(|_| up.forward_token).map(|id| id.token()),
-                peer: conn.peer.ip(),
-                client_host: client_host.as_ref(),
-                scheme,
-                client_cert: conn.tls.as_ref().and_then(|t| t.client_cert.as_ref()),
-                trust_forwarded: up.trust_forwarded_headers,
-            },
-        );
-        if websocket {
-            // The handshake's own hop-by-hop pair, stripped above with the rest.
-            upgrade::restore_headers(headers);
-        }
-        headers.remove(http::header::HOST);
-        if wants_trailers {
-            headers.insert(http::header::TE, http::HeaderValue::from_static("trailers"));
-        }
-        // Over HTTP/2 the upstream's :authority comes from upstream.url; a differing `host`
-        // field beside it would be a malformed request (RFC 9113 §8.3.1), so none is sent.
-        let host = if up.preserve_host { client_host } else { None };
-        let host = host.or_else(|| up.url.authority().and_then(|a| a.as_str().parse().ok()));
-        if let (Some(h), Protocol::Http1) = (host, protocol) {
-            headers.insert(http::header::HOST, h);
-        }
-        parts.uri = target;
-        parts.version = protocol.version();
-        let body = forward::limit_body(
-            &parts.headers,
-            body,
-            snap.policy.request_limits.max_body_bytes,
-        )?;
-
+        let Outbound {
+            request,
+            protocol,
+            client_upgrade,
+        } = outbound;
         // A client deadline shorter than upstream.timeout replaces it.
         let deadline = deadline.filter(|(_, t)| *t < up.timeout).map(|(at, _)| at);
         let (mut resp, took) = self
             .upstream
-            .send(
-                Request::from_parts(parts, body),
-                protocol,
-                up.timeout,
-                deadline,
-            )
+            .send(request, protocol, up.timeout, deadline)
             .await?;
         self.metrics.upstream(resp.status(), took.as_secs_f64());
-        match identity {
-            Some(_) => self.metrics.allowed(),
-            None => self.metrics.anonymous(),
+        match authenticated {
+            true => self.metrics.allowed(),
+            false => self.metrics.anonymous(),
         }
         rewrite::strip_hop_by_hop(resp.headers_mut());
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS && client_upgrade.is_none() {
@@ -452,6 +396,92 @@ impl Proxy {
         }
         Ok(resp.map(Either::Left))
     }
+}
+
+/// The rewrite phase: strips what a client may not send (credentials, client identity and
+/// front-end headers, hop-by-hop), sets the caller's identity and the forwarding headers, and
+/// chooses the upstream protocol (a WebSocket handshake claims the client's upgrade here, before
+/// the request is taken apart). The body cap is attached here too.
+fn rewrite_request(
+    snap: &Snapshot,
+    req: Request<Incoming>,
+    target: Uri,
+    identity: Option<&CachedIdentity>,
+    conn: &Conn,
+) -> Result<Outbound, Rejection> {
+    let up = &snap.policy.upstream;
+    let mut req = req;
+    // A WebSocket handshake goes over HTTP/1.1 whatever upstream.protocol says; the
+    // client's side of the upgrade is claimed now, before the request is taken apart.
+    let websocket = upgrade::is_websocket(&req);
+    let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
+    let protocol = match websocket {
+        true => Protocol::Http1,
+        false => Protocol::choose(up.protocol, req.version()),
+    };
+    let (mut parts, body) = req.into_parts();
+    // `te: trailers` is hop-by-hop, but an HTTP/2 upstream (gRPC) needs to hear that the
+    // client accepts trailers; it is the only TE value HTTP/2 allows.
+    let wants_trailers = protocol == Protocol::Http2 && accepts_trailers(&parts.headers);
+    // The authority the client addressed: Host for HTTP/1.1, :authority for h2.
+    let client_host = parts
+        .headers
+        .get(http::header::HOST)
+        .cloned()
+        .or_else(|| parts.uri.authority().and_then(|a| a.as_str().parse().ok()));
+
+    let headers = &mut parts.headers;
+    let scheme = match &conn.tls {
+        Some(_) => rewrite::Scheme::Https,
+        None => rewrite::Scheme::Http,
+    };
+    rewrite::request_headers(
+        headers,
+        &rewrite::Outgoing {
+            identity: identity.map(|id| &id.headers),
+            token: identity.filter(|_| up.forward_token).map(|id| id.token()),
+            peer: conn.peer.ip(),
+            client_host: client_host.as_ref(),
+            scheme,
+            client_cert: conn.tls.as_ref().and_then(|t| t.client_cert.as_ref()),
+            trust_forwarded: up.trust_forwarded_headers,
+        },
+    );
+    if websocket {
+        // The handshake's own hop-by-hop pair, stripped above with the rest.
+        upgrade::restore_headers(headers);
+    }
+    headers.remove(http::header::HOST);
+    if wants_trailers {
+        headers.insert(http::header::TE, http::HeaderValue::from_static("trailers"));
+    }
+    // Over HTTP/2 the upstream's :authority comes from upstream.url; a differing `host`
+    // field beside it would be a malformed request (RFC 9113 §8.3.1), so none is sent.
+    let host = if up.preserve_host { client_host } else { None };
+    let host = host.or_else(|| up.url.authority().and_then(|a| a.as_str().parse().ok()));
+    if let (Some(h), Protocol::Http1) = (host, protocol) {
+        headers.insert(http::header::HOST, h);
+    }
+    parts.uri = target;
+    parts.version = protocol.version();
+    let body = forward::limit_body(
+        &parts.headers,
+        body,
+        snap.policy.request_limits.max_body_bytes,
+    )?;
+    Ok(Outbound {
+        request: Request::from_parts(parts, body),
+        protocol,
+        client_upgrade,
+    })
+}
+
+/// A request ready for the upstream: rewritten, capped, with its protocol and, for a WebSocket
+/// handshake, the client's side of the upgrade.
+struct Outbound {
+    request: Request<forward::UpstreamBody>,
+    protocol: Protocol,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
 }
 
 /// The normalize phase: refuses a method or `_method` query frameworks read differently, marks a
