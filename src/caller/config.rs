@@ -1,6 +1,10 @@
 //! The caller side's sections of the config file: `[identity]`, `[identity_endpoint]` and
 //! `[[egress]]`, parsed into checked types. Key names are public API (issue 14).
 //!
+//! Long on purpose: it is one contract (which key each of the five sources needs, refuses or
+//! defaults from the environment, and which URLs may carry tokens), and about half of it is the
+//! tests that pin that contract down, key by key.
+//!
 //! # Contract
 //! - Every key is named in its error; a key that only one source uses is refused when written for
 //!   another source, so a typo in `source` cannot leave a credential silently unused.
