@@ -266,6 +266,21 @@ const OVERRIDE_HEADERS: &[&str] = &[
 ];
 const OVERRIDE_VALUES: &[&str] = &["DELETE", "PUT", "POST", "GET", "PATCH", "delete", "HEAD"];
 
+/// Bodies naming another method, with the content types frameworks parse them from (and two
+/// they do not).
+const BODY_OVERRIDES: &[(&str, &str)] = &[
+    ("application/x-www-form-urlencoded", "_method=DELETE"),
+    (
+        "application/x-www-form-urlencoded; charset=utf-8",
+        "a=1&_method=delete",
+    ),
+    ("application/x-www-form-urlencoded", "_method=PUT"),
+    ("application/json", "{\"_method\":\"DELETE\"}"),
+    ("application/merge-patch+json", "{\"_method\":\"PATCH\"}"),
+    ("", "_method=DELETE"),
+    ("text/plain", "_method=DELETE"),
+];
+
 /// Variant `index` of `seed`.
 pub fn variant(seed: u64, index: u64) -> Vec<u8> {
     let mut r = Rng::for_variant(seed, index);
@@ -336,7 +351,17 @@ pub fn variant(seed: u64, index: u64) -> Vec<u8> {
     }
     let mut body: &[u8] = b"";
     if !method.eq_ignore_ascii_case("GET") && !method.eq_ignore_ascii_case("HEAD") || r.chance(10) {
-        if r.chance(10) {
+        if r.chance(20) {
+            // `_method` in the body (Rails, Laravel, Express's method-override with a body
+            // parser): tokengate never reads bodies, so it must authorize every method the body
+            // could name.
+            let (content_type, content) = *r.pick(BODY_OVERRIDES);
+            if !content_type.is_empty() {
+                headers.push(format!("Content-Type: {content_type}"));
+            }
+            headers.push(format!("Content-Length: {}", content.len()));
+            body = content.as_bytes();
+        } else if r.chance(10) {
             let name = spell_name(&mut r, "Transfer-Encoding", false);
             headers.push(format!("{name}: chunked"));
             body = b"0\r\n\r\n";

@@ -16,6 +16,17 @@ app.disable('x-powered-by');
 for (const getter of ['X-HTTP-Method-Override', 'X-HTTP-Method', 'X-Method-Override', '_method']) {
   app.use(methodOverride(getter, { methods: null }));
 }
+// And `_method` in a POST body: the getter method-override's README shows with a body parser.
+app.use(express.urlencoded({ extended: false }));
+app.use(express.json({ type: ['application/json', 'application/*+json'] }));
+app.use(methodOverride((req) => {
+  if (req.body && typeof req.body === 'object' && '_method' in req.body) {
+    const method = req.body._method;
+    delete req.body._method;
+    return method;
+  }
+  return undefined;
+}));
 
 function report(route) {
   return (req, res) => {
