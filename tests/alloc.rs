@@ -150,7 +150,7 @@ fn extract_and_validate(
 ) -> Result<u64, tokengate::reject::Rejection> {
     let auth = &fx.snapshot.policy.auth;
     let token = extract::bearer_token(headers, auth.max_token_size)?;
-    let verified = validate::validate(token, &fx.snapshot.validation(), &fx.keys, now, scratch)?;
+    let verified = fx.verify(token, now, scratch)?;
     Ok(verified.expires_at)
 }
 
@@ -158,8 +158,7 @@ fn extract_and_validate(
 /// miss and on a hit alike. Not measured: it is the per-token allocation the cache amortizes.
 fn identity_of(fx: &Fixture, headers: &HeaderMap, scratch: &mut Vec<u8>, now: u64) -> Identity {
     let token = extract::bearer_token(headers, usize::MAX).expect("a bearer token");
-    let verified = validate::validate(token, &fx.snapshot.validation(), &fx.keys, now, scratch)
-        .expect("valid");
+    let verified = fx.verify(token, now, scratch).expect("valid");
     Identity::from_claims(&verified.claims)
 }
 
@@ -271,23 +270,13 @@ fn hit_allocates_nothing() {
     let auth = &fx.snapshot.policy.auth;
     let cache = TokenCache::new(1000, 1 << 20);
     let now = unix_now();
-    let mut scratch = Vec::with_capacity(48 * 1024);
     let mut headers = Vec::new();
     for (i, (alg, v)) in [("RS256", 1), ("RS256", 2), ("ES256", 1), ("ES256", 2)]
         .into_iter()
         .enumerate()
     {
         let token = fx.token(alg, v, i as u64);
-        let verified = validate::validate(
-            &token,
-            &fx.snapshot.validation(),
-            &fx.keys,
-            now,
-            &mut scratch,
-        )
-        .expect("valid");
-        let entry = CachedIdentity::new(&token, &verified, 0).expect("entry");
-        cache.insert(Arc::new(entry), now);
+        cache.insert(fx.entry(&token, now), now);
         headers.push((alg, v, bearer(&token)));
     }
     let hit = |h: &HeaderMap| -> Result<(), tokengate::reject::Rejection> {
@@ -394,14 +383,7 @@ fn cache_heap_stays_near_its_byte_bound() {
     let now = unix_now();
     let token = fx.token("RS256", 2, 0);
     let mut scratch = Vec::new();
-    let verified = validate::validate(
-        &token,
-        &fx.snapshot.validation(),
-        &fx.keys,
-        now,
-        &mut scratch,
-    )
-    .expect("valid");
+    let verified = fx.verify(&token, now, &mut scratch).expect("valid");
     let max_bytes = 4 << 20;
     let cache = TokenCache::new(1_000_000, max_bytes);
     let ((), net) = allocations_net(|| {

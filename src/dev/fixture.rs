@@ -9,9 +9,10 @@ use serde_json::Value;
 
 use crate::callee::forward::Upstream;
 use crate::callee::pipeline::Proxy;
+use crate::callee::reject::Rejection;
 use crate::callee::validate::cache::{CachedIdentity, TokenCache};
 use crate::callee::validate::fetch::KeyFetcher;
-use crate::callee::validate::{validate, Algorithm, KeySet};
+use crate::callee::validate::{validate, Algorithm, KeySet, Verified};
 use crate::config::UpstreamPool;
 use crate::metrics::Metrics;
 use crate::snapshot::{SigningKeys, Snapshot};
@@ -109,17 +110,21 @@ impl Fixture {
         self.issuer.es256(&claims)
     }
 
+    /// Validates `token` at `now` as the pipeline does on a cache miss: the fixture's policy and
+    /// keys, the payload decoded into `scratch`.
+    pub fn verify<'s>(
+        &self,
+        token: &'s str,
+        now: u64,
+        scratch: &'s mut Vec<u8>,
+    ) -> Result<Verified<'s>, Rejection> {
+        validate(token, &self.snapshot.validation(), &self.keys, now, scratch)
+    }
+
     /// The cache entry a successful validation of `token` at `now` makes (policy generation 0).
     pub fn entry(&self, token: &str, now: u64) -> Arc<CachedIdentity> {
         let mut scratch = Vec::new();
-        let verified = validate(
-            token,
-            &self.snapshot.validation(),
-            &self.keys,
-            now,
-            &mut scratch,
-        )
-        .expect("valid token");
+        let verified = self.verify(token, now, &mut scratch).expect("valid token");
         Arc::new(CachedIdentity::new(token, &verified, 0).expect("entry"))
     }
 }
