@@ -32,7 +32,7 @@ use crate::authorize::{self, Access};
 use crate::callee::upgrade;
 use crate::config::Mode;
 use crate::extract;
-use crate::forward::{self, Protocol, Upstream};
+use crate::forward::{self, Dedicated, Protocol, Upstream};
 use crate::listener::Conn;
 use crate::metrics::Metrics;
 use crate::normalize;
@@ -104,7 +104,13 @@ impl Proxy {
     }
 
     /// Handles one request from `peer`. Never fails: every error is a response.
-    pub async fn handle(&self, mut req: Request<Incoming>, conn: Conn) -> Response<Body> {
+    /// `dedicated` is the upstream connection the client connection owns.
+    pub async fn handle(
+        &self,
+        mut req: Request<Incoming>,
+        conn: &Conn,
+        dedicated: &Dedicated,
+    ) -> Response<Body> {
         let request_id = rewrite::request_id(req.headers_mut(), &self.request_ids);
         let method = req.method().clone();
         let grpc = crate::callee::grpc::is_grpc(req.headers());
@@ -113,7 +119,10 @@ impl Proxy {
         let peer = conn.peer;
         let outcome = match conn.state.violation() {
             Some(_) => Err(Rejection::AmbiguousFraming),
-            None => self.process(req, &conn, deadline, &request_id).await,
+            None => {
+                self.process(req, conn, dedicated, deadline, &request_id)
+                    .await
+            }
         };
         match outcome {
             Ok(resp) => {
@@ -149,6 +158,7 @@ impl Proxy {
         &self,
         mut req: Request<Incoming>,
         conn: &Conn,
+        dedicated: &Dedicated,
         deadline: Option<(Instant, std::time::Duration)>,
         request_id: &http::HeaderValue,
     ) -> Result<Response<Body>, Rejection> {
@@ -171,8 +181,15 @@ impl Proxy {
         // Rewrite: strip what the client may not set, set the identity, pick the protocol.
         let outbound = rewrite_request(&snap, req, target, identity.as_deref(), conn)?;
         // Forward; the response comes back through `handle`.
-        self.forward(&snap, outbound, identity.is_some(), conn, deadline)
-            .await
+        self.forward(
+            &snap,
+            outbound,
+            identity.is_some(),
+            conn,
+            dedicated,
+            deadline,
+        )
+        .await
     }
 
     /// What a decision lets through: the identity to forward (none when anonymous), or the
@@ -358,6 +375,7 @@ impl Proxy {
         outbound: Outbound,
         authenticated: bool,
         conn: &Conn,
+        dedicated: &Dedicated,
         deadline: Option<(Instant, std::time::Duration)>,
     ) -> Result<Response<Body>, Rejection> {
         let up = &snap.policy.upstream;
@@ -368,9 +386,11 @@ impl Proxy {
         } = outbound;
         // A client deadline shorter than upstream.timeout replaces it.
         let deadline = deadline.filter(|(_, t)| *t < up.timeout).map(|(at, _)| at);
+        // A WebSocket handshake ends its upstream connection's HTTP life: never the owned one.
+        let dedicated = client_upgrade.is_none().then_some(dedicated);
         let (mut resp, took) = self
             .upstream
-            .send(request, protocol, up.timeout, deadline)
+            .send(request, protocol, dedicated, up.timeout, deadline)
             .await?;
         self.metrics.upstream(resp.status(), took.as_secs_f64());
         match authenticated {

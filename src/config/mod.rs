@@ -470,6 +470,9 @@ pub struct LimitsConfig {
     pub max_headers: usize,
     /// A connection with no bytes moving for this long is closed (after any in-flight request).
     pub idle_timeout: Duration,
+    /// Threads serving the public listener, each with its own single-threaded runtime
+    /// (`limits.workers`); 0 means one per core this process may run on.
+    pub workers: usize,
 }
 
 /// A config that could not be loaded, with the message shown to the operator.
