@@ -59,8 +59,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use callee::forward::{Dedicated, Upstream};
-use callee::pipeline::Proxy;
+use callee::forward::Upstream;
+use callee::pipeline::{ClientConnection, Proxy};
 use callee::validate::cache::TokenCache;
 use callee::validate::fetch::KeyFetcher;
 pub use config::{Config, SidecarConfig};
@@ -239,12 +239,11 @@ fn start_callee(
         tls.clone(),
         Placement::Workers(startup.limits.workers),
         move |conn| {
-            // What the client connection owns: its facts and its upstream connection.
-            let own = Arc::new((conn, Dedicated::default()));
+            let client = Arc::new(ClientConnection::new(conn));
             let proxy = proxy.clone();
             move |req| {
-                let (proxy, own) = (proxy.clone(), own.clone());
-                async move { proxy.handle(req, &own.0, &own.1).await }
+                let (proxy, client) = (proxy.clone(), client.clone());
+                async move { proxy.handle(req, &client).await }
             }
         },
         shutdown,

@@ -153,7 +153,15 @@ impl Upstream {
         deadline: Option<Instant>,
     ) -> Result<(Response<Incoming>, Duration), Rejection> {
         let started = Instant::now();
-        let (sent_tx, sent_rx) = oneshot::channel();
+        // A request whose body is already complete (a GET, say) starts the head timer now;
+        // only a body still streaming needs telling when it is done.
+        let (sent_tx, sent_rx) = match req.body().is_end_stream() {
+            true => (None, None),
+            false => {
+                let (tx, rx) = oneshot::channel();
+                (Some(tx), Some(rx))
+            }
+        };
         let req = req.map(|body| Sent::new(body, sent_tx));
         let response = async {
             match (protocol, dedicated) {
@@ -164,7 +172,9 @@ impl Upstream {
         };
         // The head timer starts once the body is sent (or given up on: the sender is dropped).
         let head_wait = async {
-            let _ = sent_rx.await;
+            if let Some(sent) = sent_rx {
+                let _ = sent.await;
+            }
             tokio::time::sleep(timeout).await;
         };
         let client_deadline = async {
@@ -327,11 +337,8 @@ pub struct Sent<B> {
 }
 
 impl<B: HttpBody> Sent<B> {
-    fn new(inner: B, sent: oneshot::Sender<()>) -> Sent<B> {
-        let mut body = Sent {
-            inner,
-            sent: Some(sent),
-        };
+    fn new(inner: B, sent: Option<oneshot::Sender<()>>) -> Sent<B> {
+        let mut body = Sent { inner, sent };
         if body.inner.is_end_stream() {
             body.finish();
         }

@@ -531,6 +531,7 @@ impl UpstreamFile {
             ));
         }
         let upstream = UpstreamConfig {
+            host: UpstreamConfig::host_of(&url),
             url,
             timeout: self.timeout.0,
             preserve_host: self.preserve_host,
