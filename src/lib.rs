@@ -54,12 +54,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use net::listener::Placement;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use callee::forward::Upstream;
-use callee::pipeline::Proxy;
+use callee::pipeline::{ClientConnection, Proxy};
 use callee::validate::cache::TokenCache;
 use callee::validate::fetch::KeyFetcher;
 pub use config::{Config, SidecarConfig};
@@ -147,22 +148,26 @@ pub async fn start_sidecar(config: SidecarConfig) -> io::Result<Running> {
 
     let callee_ready = callee.as_ref().map(|c| c.cell.clone());
     let caller_ready = caller.as_ref().map(|c| c.readiness());
+    let not_ready = Arc::new(move || {
+        if callee_ready.as_ref().is_some_and(|c| !c.load().ready()) {
+            return Some("not ready: no signing keys yet\n");
+        }
+        if caller_ready.as_ref().is_some_and(|ready| !ready()) {
+            return Some("not ready: an egress route has no token yet\n");
+        }
+        None
+    });
     servers.push(tokio::spawn(net::listener::serve(
         admin,
         config.limits.clone(),
         None,
-        move |req, _conn| {
-            let not_ready = || {
-                if callee_ready.as_ref().is_some_and(|c| !c.load().ready()) {
-                    return Some("not ready: no signing keys yet\n");
-                }
-                if caller_ready.as_ref().is_some_and(|ready| !ready()) {
-                    return Some("not ready: an egress route has no token yet\n");
-                }
-                None
-            };
-            let resp = admin::handle(&req, not_ready, &metrics);
-            async move { resp }
+        Placement::Here,
+        move |_conn| {
+            let (not_ready, metrics) = (not_ready.clone(), metrics.clone());
+            move |req| {
+                let resp = admin::handle(&req, &*not_ready, &metrics);
+                async move { resp }
+            }
         },
         rx,
     )));
@@ -232,9 +237,14 @@ fn start_callee(
         public,
         startup.limits.clone(),
         tls.clone(),
-        move |req, conn| {
+        Placement::Workers(startup.limits.workers),
+        move |conn| {
+            let client = Arc::new(ClientConnection::new(conn));
             let proxy = proxy.clone();
-            async move { proxy.handle(req, conn).await }
+            move |req| {
+                let (proxy, client) = (proxy.clone(), client.clone());
+                async move { proxy.handle(req, &client).await }
+            }
         },
         shutdown,
     ));

@@ -13,6 +13,8 @@ mod support;
 
 #[path = "e2e/agreement_classes.rs"]
 mod agreement_classes;
+#[path = "e2e/allocs.rs"]
+mod allocs;
 #[path = "e2e/authn.rs"]
 mod authn;
 #[path = "e2e/authz.rs"]

@@ -18,6 +18,7 @@
 //! the identity headers only when the token itself was accepted. [`Proxy::decide`] is the one
 //! decision function: the pipeline and `tokengate explain` both call it.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -32,7 +33,7 @@ use crate::authorize::{self, Access};
 use crate::callee::upgrade;
 use crate::config::Mode;
 use crate::extract;
-use crate::forward::{self, Protocol, Upstream};
+use crate::forward::{self, Dedicated, Protocol, Upstream};
 use crate::listener::Conn;
 use crate::metrics::Metrics;
 use crate::normalize;
@@ -70,6 +71,26 @@ pub enum Decision {
     },
 }
 
+/// What one client connection keeps across its requests: its facts, the upstream connection it
+/// owns, and what is encoded once per connection rather than per request.
+pub struct ClientConnection {
+    conn: Conn,
+    dedicated: Dedicated,
+    /// The peer's address as an `X-Forwarded-For` value.
+    peer: http::HeaderValue,
+}
+
+impl ClientConnection {
+    /// The state of a newly accepted connection.
+    pub fn new(conn: Conn) -> ClientConnection {
+        ClientConnection {
+            peer: rewrite::peer_value(conn.peer.ip()),
+            conn,
+            dedicated: Dedicated::default(),
+        }
+    }
+}
+
 /// Shared state of the public listener.
 pub struct Proxy {
     /// The hot state.
@@ -103,8 +124,13 @@ impl Proxy {
         }
     }
 
-    /// Handles one request from `peer`. Never fails: every error is a response.
-    pub async fn handle(&self, mut req: Request<Incoming>, conn: Conn) -> Response<Body> {
+    /// Handles one request from `client`. Never fails: every error is a response.
+    pub async fn handle(
+        &self,
+        mut req: Request<Incoming>,
+        client: &ClientConnection,
+    ) -> Response<Body> {
+        let conn = &client.conn;
         let request_id = rewrite::request_id(req.headers_mut(), &self.request_ids);
         let method = req.method().clone();
         let grpc = crate::callee::grpc::is_grpc(req.headers());
@@ -113,7 +139,7 @@ impl Proxy {
         let peer = conn.peer;
         let outcome = match conn.state.violation() {
             Some(_) => Err(Rejection::AmbiguousFraming),
-            None => self.process(req, &conn, deadline, &request_id).await,
+            None => self.process(req, client, deadline, &request_id).await,
         };
         match outcome {
             Ok(resp) => {
@@ -148,10 +174,11 @@ impl Proxy {
     async fn process(
         &self,
         mut req: Request<Incoming>,
-        conn: &Conn,
+        client: &ClientConnection,
         deadline: Option<(Instant, std::time::Duration)>,
         request_id: &http::HeaderValue,
     ) -> Result<Response<Body>, Rejection> {
+        let conn = &client.conn;
         // One view of the hot state for the whole request.
         let mut snap = self.cell.load_full();
         // Normalize: the method, path and query we authorize are what the upstream gets.
@@ -169,9 +196,9 @@ impl Proxy {
             return Ok(auth_me(req.method(), id));
         }
         // Rewrite: strip what the client may not set, set the identity, pick the protocol.
-        let outbound = rewrite_request(&snap, req, target, identity.as_deref(), conn)?;
+        let outbound = rewrite_request(&snap, req, target, identity.as_deref(), client)?;
         // Forward; the response comes back through `handle`.
-        self.forward(&snap, outbound, identity.is_some(), conn, deadline)
+        self.forward(&snap, outbound, identity.is_some(), client, deadline)
             .await
     }
 
@@ -357,9 +384,10 @@ impl Proxy {
         snap: &Snapshot,
         outbound: Outbound,
         authenticated: bool,
-        conn: &Conn,
+        client: &ClientConnection,
         deadline: Option<(Instant, std::time::Duration)>,
     ) -> Result<Response<Body>, Rejection> {
+        let conn = &client.conn;
         let up = &snap.policy.upstream;
         let Outbound {
             request,
@@ -368,9 +396,11 @@ impl Proxy {
         } = outbound;
         // A client deadline shorter than upstream.timeout replaces it.
         let deadline = deadline.filter(|(_, t)| *t < up.timeout).map(|(at, _)| at);
+        // A WebSocket handshake ends its upstream connection's HTTP life: never the owned one.
+        let dedicated = client_upgrade.is_none().then_some(&client.dedicated);
         let (mut resp, took) = self
             .upstream
-            .send(request, protocol, up.timeout, deadline)
+            .send(request, protocol, dedicated, up.timeout, deadline)
             .await?;
         self.metrics.upstream(resp.status(), took.as_secs_f64());
         match authenticated {
@@ -407,8 +437,9 @@ fn rewrite_request(
     req: Request<Incoming>,
     target: Uri,
     identity: Option<&CachedIdentity>,
-    conn: &Conn,
+    client: &ClientConnection,
 ) -> Result<Outbound, Rejection> {
+    let conn = &client.conn;
     let up = &snap.policy.upstream;
     let mut req = req;
     // A WebSocket handshake goes over HTTP/1.1 whatever upstream.protocol says; the
@@ -440,7 +471,7 @@ fn rewrite_request(
         &rewrite::Outgoing {
             identity: identity.map(|id| &id.headers),
             token: identity.filter(|_| up.forward_token).map(|id| id.token()),
-            peer: conn.peer.ip(),
+            peer: &client.peer,
             client_host: client_host.as_ref(),
             scheme,
             client_cert: conn.tls.as_ref().and_then(|t| t.client_cert.as_ref()),
@@ -458,7 +489,7 @@ fn rewrite_request(
     // Over HTTP/2 the upstream's :authority comes from upstream.url; a differing `host`
     // field beside it would be a malformed request (RFC 9113 §8.3.1), so none is sent.
     let host = if up.preserve_host { client_host } else { None };
-    let host = host.or_else(|| up.url.authority().and_then(|a| a.as_str().parse().ok()));
+    let host = host.or_else(|| up.host.clone());
     if let (Some(h), Protocol::Http1) = (host, protocol) {
         headers.insert(http::header::HOST, h);
     }
@@ -505,13 +536,19 @@ fn normalize_request(snap: &Snapshot, req: &mut Request<Incoming>) -> Result<Uri
 }
 
 /// The upstream URI for a request: upstream scheme and authority, normalized path, query as sent.
+/// A path already in normal form (the usual case) is reused as received, without a copy.
 fn upstream_target(snap: &Snapshot, uri: &Uri) -> Result<Uri, Rejection> {
     let path = normalize::normalize(uri.path()).map_err(|_| Rejection::InvalidPath)?;
-    let pq = match uri.query() {
-        Some(q) => format!("{path}?{q}"),
-        None => path.into_owned(),
+    let pq = match (path, uri.path_and_query()) {
+        (Cow::Borrowed(_), Some(pq)) => pq.clone(),
+        (path, _) => {
+            let pq = match uri.query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path.into_owned(),
+            };
+            PathAndQuery::from_maybe_shared(pq).map_err(|_| Rejection::InvalidPath)?
+        }
     };
-    let pq = PathAndQuery::from_maybe_shared(pq).map_err(|_| Rejection::InvalidPath)?;
     let base = &snap.policy.upstream.url;
     let mut parts = http::uri::Parts::default();
     parts.scheme = base.scheme().cloned();

@@ -29,9 +29,11 @@
 //! Then, for authenticated requests only, EasyAuth's identity headers are added, and with
 //! `upstream.forward_token` the validated token as `X-MS-TOKEN-AAD-ACCESS-TOKEN`.
 
+use std::cell::RefCell;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bytes::Bytes;
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue};
 
@@ -78,8 +80,9 @@ pub struct Outgoing<'a> {
     pub identity: Option<&'a IdentityHeaders>,
     /// The token to forward as `X-MS-TOKEN-AAD-ACCESS-TOKEN` (`upstream.forward_token`).
     pub token: Option<&'a str>,
-    /// The client's address, for `X-Forwarded-For`.
-    pub peer: IpAddr,
+    /// The client's address as a header value ([`peer_value`], encoded once per connection),
+    /// for `X-Forwarded-For`.
+    pub peer: &'a HeaderValue,
     /// The authority the client addressed, for `X-Forwarded-Host`.
     pub client_host: Option<&'a HeaderValue>,
     /// Whether the client came over TLS, for `X-Forwarded-Proto`.
@@ -244,17 +247,24 @@ pub enum Scheme {
 /// Sets `X-Forwarded-For/-Proto/-Host`. `host` is the authority the client addressed.
 pub fn set_forwarded(
     headers: &mut HeaderMap,
-    peer: IpAddr,
+    peer: &HeaderValue,
     host: Option<&HeaderValue>,
     scheme: Scheme,
     trust: bool,
 ) {
-    let peer_text = peer.to_string();
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prior) if trust && !prior.is_empty() => format!("{prior}, {peer_text}"),
-        _ => peer_text,
+    let prior = headers
+        .get(&X_FORWARDED_FOR)
+        .and_then(|v| v.to_str().ok())
+        .filter(|p| trust && !p.is_empty());
+    let xff = match prior {
+        // The one case that builds a value per request: a trusted front end's list, extended.
+        Some(prior) => {
+            let joined = format!("{prior}, {}", peer.to_str().unwrap_or_default());
+            HeaderValue::from_str(&joined).ok()
+        }
+        None => Some(peer.clone()),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Some(v) = xff {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
     if !trust || !headers.contains_key(&X_FORWARDED_PROTO) {
@@ -270,6 +280,11 @@ pub fn set_forwarded(
             None => headers.remove(&X_FORWARDED_HOST),
         };
     }
+}
+
+/// A client address as an `X-Forwarded-For` value, encoded once per connection.
+pub fn peer_value(peer: IpAddr) -> HeaderValue {
+    HeaderValue::from_str(&peer.to_string()).expect("an IP address is a valid header value")
 }
 
 /// Returns the client's `X-Request-Id` if well-formed (1–128 of `[A-Za-z0-9._-]`), else a new
@@ -290,28 +305,76 @@ pub fn request_id(headers: &mut HeaderMap, ids: &RequestIds) -> HeaderValue {
     id
 }
 
-/// Generates unique request ids: a random per-process prefix and a counter.
+/// Generates unique request ids: a random per-generator prefix and a counter, 32 hex digits.
+///
+/// Ids are handed out in blocks: a thread reserves [`ID_BLOCK`] counter values at once and
+/// encodes them into one buffer, and each id is a slice of it, so a request id costs no
+/// allocation of its own and no lock (issue 12). Ids stay unique; their order across threads
+/// follows the blocks.
 pub struct RequestIds {
+    /// Tells this generator's blocks from another's in a thread's cache.
+    instance: u64,
     prefix: u64,
     counter: AtomicU64,
+}
+
+/// Ids reserved per block.
+const ID_BLOCK: u64 = 64;
+/// Hex digits per id.
+const ID_LEN: usize = 32;
+
+/// The current thread's block: its generator, its ids, and how many are used.
+struct IdBlock {
+    instance: u64,
+    ids: Bytes,
+    used: usize,
+}
+
+thread_local! {
+    static ID_BLOCKS: RefCell<Option<IdBlock>> = const { RefCell::new(None) };
 }
 
 impl RequestIds {
     /// A generator with a fresh random prefix.
     pub fn new() -> RequestIds {
+        static INSTANCES: AtomicU64 = AtomicU64::new(0);
         let mut bytes = [0u8; 8];
         // A failing system RNG would be remarkable; a fixed prefix still yields unique ids.
         let _ = aws_lc_rs::rand::fill(&mut bytes);
         RequestIds {
+            instance: INSTANCES.fetch_add(1, Ordering::Relaxed),
             prefix: u64::from_le_bytes(bytes),
             counter: AtomicU64::new(0),
         }
     }
 
     fn next(&self) -> HeaderValue {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let text = format!("{:016x}{:016x}", self.prefix, n);
-        HeaderValue::from_str(&text).expect("hex is a valid header value")
+        ID_BLOCKS.with(|cell| {
+            let mut cell = cell.borrow_mut();
+            let block = match cell.as_mut() {
+                Some(b) if b.instance == self.instance && b.used < b.ids.len() / ID_LEN => b,
+                _ => cell.insert(self.reserve()),
+            };
+            let at = block.used * ID_LEN;
+            block.used += 1;
+            HeaderValue::from_maybe_shared(block.ids.slice(at..at + ID_LEN))
+                .expect("hex is a valid header value")
+        })
+    }
+
+    /// Reserves the next block of counter values and encodes them.
+    fn reserve(&self) -> IdBlock {
+        use std::fmt::Write as _;
+        let first = self.counter.fetch_add(ID_BLOCK, Ordering::Relaxed);
+        let mut text = String::with_capacity(ID_BLOCK as usize * ID_LEN);
+        for n in first..first + ID_BLOCK {
+            let _ = write!(text, "{:016x}{:016x}", self.prefix, n);
+        }
+        IdBlock {
+            instance: self.instance,
+            ids: Bytes::from(text),
+            used: 0,
+        }
     }
 }
 

@@ -59,14 +59,29 @@ pub fn spawn_splice(
             }
         };
         metrics.websocket_opened();
-        let end = splice(TokioIo::new(client), TokioIo::new(upstream), idle_timeout).await;
-        tracing::debug!(?end, "websocket closed");
-        metrics.websocket_closed(end);
+        // Counted before either socket closes: whoever sees the close sees the count.
+        let closed = |end| {
+            tracing::debug!(?end, "websocket closed");
+            metrics.websocket_closed(end);
+        };
+        splice(
+            TokioIo::new(client),
+            TokioIo::new(upstream),
+            idle_timeout,
+            closed,
+        )
+        .await;
     });
 }
 
-/// Copies both ways until either side closes, an error, or `idle_timeout` without traffic.
-pub async fn splice<A, B>(a: A, b: B, idle_timeout: Duration) -> SpliceEnd
+/// Copies both ways until either side closes, an error, or `idle_timeout` without traffic;
+/// then tells `ended` why, and only then closes both connections.
+pub async fn splice<A, B>(
+    a: A,
+    b: B,
+    idle_timeout: Duration,
+    ended: impl FnOnce(SpliceEnd),
+) -> SpliceEnd
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
@@ -82,6 +97,7 @@ where
         r = b_to_a => r,
         _ = activity.idle(idle_timeout) => SpliceEnd::IdleTimeout,
     };
+    ended(end);
     // Whatever ended it, both connections close (dropping the halves closes the sockets).
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         let _ = a_write.shutdown().await;
@@ -213,7 +229,7 @@ mod tests {
     async fn splice_copies_both_ways_and_ends_when_idle() {
         let (mut client, proxy_a) = tokio::io::duplex(1024);
         let (proxy_b, mut server) = tokio::io::duplex(1024);
-        let task = tokio::spawn(splice(proxy_a, proxy_b, Duration::from_millis(200)));
+        let task = tokio::spawn(splice(proxy_a, proxy_b, Duration::from_millis(200), |_| {}));
         client.write_all(b"ping").await.unwrap();
         let mut buf = [0u8; 4];
         server.read_exact(&mut buf).await.unwrap();
@@ -231,7 +247,7 @@ mod tests {
     async fn splice_ends_when_one_side_closes() {
         let (client, proxy_a) = tokio::io::duplex(1024);
         let (proxy_b, mut server) = tokio::io::duplex(1024);
-        let task = tokio::spawn(splice(proxy_a, proxy_b, Duration::from_secs(30)));
+        let task = tokio::spawn(splice(proxy_a, proxy_b, Duration::from_secs(30), |_| {}));
         drop(client);
         assert_eq!(task.await.unwrap(), SpliceEnd::Closed);
         let mut buf = [0u8; 4];

@@ -608,6 +608,7 @@ impl EgressFile {
         Ok(EgressRoute {
             listen,
             upstream: UpstreamConfig {
+                host: UpstreamConfig::host_of(&url),
                 url,
                 timeout,
                 // The callee is addressed by its own name, and our app is not a trusted proxy.

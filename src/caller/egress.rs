@@ -100,7 +100,7 @@ impl Egress {
         let req = Request::from_parts(parts, Either::Left(body));
         match self
             .upstream
-            .send(req, protocol, self.route.upstream.timeout, None)
+            .send(req, protocol, None, self.route.upstream.timeout, None)
             .await
         {
             Ok((mut resp, _)) => {

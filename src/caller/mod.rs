@@ -51,7 +51,7 @@ use self::config::{CallerConfig, EndpointConfig};
 use self::secret::IdentitySecret;
 use crate::config::LimitsConfig;
 use crate::metrics::Metrics;
-use crate::net::listener;
+use crate::net::listener::{self, Placement};
 use crate::pipeline::unix_now;
 
 /// The caller side, running.
@@ -94,9 +94,13 @@ pub async fn start(
                 socket,
                 limits.clone(),
                 None,
-                move |req, _conn| {
+                Placement::Here,
+                move |_conn| {
                     let endpoint = endpoint.clone();
-                    async move { endpoint.handle(req).await }
+                    move |req| {
+                        let endpoint = endpoint.clone();
+                        async move { endpoint.handle(req).await }
+                    }
                 },
                 shutdown.clone(),
             )));
@@ -115,9 +119,13 @@ pub async fn start(
             socket,
             limits.clone(),
             None,
-            move |req, _conn| {
+            Placement::Here,
+            move |_conn| {
                 let egress = egress.clone();
-                async move { egress.handle(req).await }
+                move |req| {
+                    let egress = egress.clone();
+                    async move { egress.handle(req).await }
+                }
             },
             shutdown.clone(),
         )));

@@ -278,6 +278,7 @@ struct LimitsFile {
     max_body_bytes: u64,
     idle_timeout: Dur,
     upgrade_idle_timeout: Dur,
+    workers: usize,
 }
 
 impl Default for LimitsFile {
@@ -293,6 +294,8 @@ impl Default for LimitsFile {
             max_body_bytes: 0,
             idle_timeout: secs(60),
             upgrade_idle_timeout: secs(300),
+            // 0: one per core this process may run on.
+            workers: 0,
         }
     }
 }
@@ -477,6 +480,7 @@ fn shared_settings(
         max_connections: l.max_connections,
         max_headers: l.max_headers,
         idle_timeout: l.idle_timeout.0,
+        workers: l.workers,
     };
     let request_limits = RequestLimits {
         max_body_bytes: (l.max_body_bytes > 0).then_some(l.max_body_bytes),
@@ -527,6 +531,7 @@ impl UpstreamFile {
             ));
         }
         let upstream = UpstreamConfig {
+            host: UpstreamConfig::host_of(&url),
             url,
             timeout: self.timeout.0,
             preserve_host: self.preserve_host,

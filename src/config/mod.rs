@@ -238,6 +238,9 @@ pub struct RequestLimits {
 pub struct UpstreamConfig {
     /// `http` or `https` scheme plus authority; the request's path and query are appended.
     pub url: Uri,
+    /// `url`'s authority as a `Host` value ([`UpstreamConfig::host_of`]), encoded once rather
+    /// than per request.
+    pub host: Option<http::HeaderValue>,
     /// Time to the upstream's response head before 504.
     pub timeout: Duration,
     /// Keep the client's `Host` header (true) or send the upstream's authority (false).
@@ -250,6 +253,13 @@ pub struct UpstreamConfig {
     pub forward_token: bool,
     /// The protocol spoken to the upstream (`upstream.protocol`).
     pub protocol: UpstreamProtocol,
+}
+
+impl UpstreamConfig {
+    /// The `Host` value naming `url`'s authority.
+    pub fn host_of(url: &Uri) -> Option<http::HeaderValue> {
+        url.authority().and_then(|a| a.as_str().parse().ok())
+    }
 }
 
 /// `upstream.protocol`: which HTTP version the upstream is spoken to with.
@@ -470,6 +480,9 @@ pub struct LimitsConfig {
     pub max_headers: usize,
     /// A connection with no bytes moving for this long is closed (after any in-flight request).
     pub idle_timeout: Duration,
+    /// Threads serving the public listener, each with its own single-threaded runtime
+    /// (`limits.workers`); 0 means one per core this process may run on.
+    pub workers: usize,
 }
 
 /// A config that could not be loaded, with the message shown to the operator.

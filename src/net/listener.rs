@@ -24,12 +24,13 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::config::LimitsConfig;
 use crate::guard::{ConnState, GuardedStream};
 use crate::net::tls;
+use crate::net::workers::{self, Workers};
 
 /// What a handler knows about the connection a request came on.
 #[derive(Clone)]
@@ -42,22 +43,33 @@ pub struct Conn {
     pub tls: Option<tls::Peer>,
 }
 
+/// Where a listener's connections are served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// On the runtime that runs [`serve`]: for listeners with light traffic (admin, caller side).
+    Here,
+    /// On this many worker threads, each with its own single-threaded runtime owning its
+    /// connections ([`crate::net::workers`]); 0 means one per core.
+    Workers(usize),
+}
+
 /// One accepted connection, ready to be served once its byte stream is ready.
-struct Connection<H> {
+struct Connection<N> {
     builder: Arc<auto::Builder<TokioExecutor>>,
-    handler: Arc<H>,
+    new_service: Arc<N>,
     shutdown: watch::Receiver<bool>,
     idle_timeout: Duration,
     peer: SocketAddr,
 }
 
-impl<H> Connection<H> {
+impl<N> Connection<N> {
     /// Serves HTTP/1.1 (with upgrades) or HTTP/2 on `io` until it closes, it idles out, or
     /// shutdown asks it to finish.
-    async fn serve<IO, F, B>(mut self, io: IO, tls: Option<tls::Peer>)
+    async fn serve<IO, S, F, B>(mut self, io: IO, tls: Option<tls::Peer>)
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-        H: Fn(Request<Incoming>, Conn) -> F + Send + Sync + 'static,
+        N: Fn(Conn) -> S + Send + Sync + 'static,
+        S: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
         F: Future<Output = Response<B>> + Send + 'static,
         B: HttpBody + Send + 'static,
         B::Data: Send,
@@ -69,11 +81,12 @@ impl<H> Connection<H> {
             state: state.clone(),
             tls,
         };
-        let handler = self.handler.clone();
+        // The connection's own service: whatever it keeps (an upstream connection, say) lives
+        // exactly as long as the connection.
+        let handler = (self.new_service)(conn_info);
         let service = service_fn(move |req| {
-            let handler = handler.clone();
-            let conn = conn_info.clone();
-            async move { Ok::<_, Infallible>(handler(req, conn).await) }
+            let response = handler(req);
+            async move { Ok::<_, Infallible>(response.await) }
         });
         let peer = self.peer;
         let conn = self
@@ -110,22 +123,25 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|s| *s).await;
 }
 
-/// Serves `listener` with `handler` until `shutdown` flips to true, then drains. With `tls`,
-/// every connection is a TLS connection.
-pub async fn serve<H, F, B>(
+/// Serves `listener` until `shutdown` flips to true, then drains. Each connection gets its own
+/// service from `new_service`, which answers that connection's requests. With `tls`, every
+/// connection is a TLS connection; `placement` says which runtime serves the connections.
+pub async fn serve<N, S, F, B>(
     listener: TcpListener,
     limits: LimitsConfig,
     tls: Option<Arc<tls::Acceptor>>,
-    handler: H,
+    placement: Placement,
+    new_service: N,
     mut shutdown: watch::Receiver<bool>,
 ) where
-    H: Fn(Request<Incoming>, Conn) -> F + Send + Sync + 'static,
+    N: Fn(Conn) -> S + Send + Sync + 'static,
+    S: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
     F: Future<Output = Response<B>> + Send + 'static,
     B: HttpBody + Send + 'static,
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let handler = Arc::new(handler);
+    let new_service = Arc::new(new_service);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -141,6 +157,20 @@ pub async fn serve<H, F, B>(
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .keep_alive_interval(Some(Duration::from_secs(60)));
     let builder = Arc::new(builder);
+    let workers = match placement {
+        Placement::Here => None,
+        Placement::Workers(n) => {
+            let n = if n == 0 { workers::default_count() } else { n };
+            match Workers::start(n, "tokengate-worker") {
+                Ok(w) => Some(w),
+                Err(error) => {
+                    // Threads could not be made: serve here rather than not at all.
+                    tracing::error!(%error, "starting worker threads; serving on the main runtime");
+                    None
+                }
+            }
+        }
+    };
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     // Every connection task holds a sender; when all are gone, draining is done.
     let (alive, mut all_closed) = mpsc::channel::<()>(1);
@@ -169,7 +199,7 @@ pub async fn serve<H, F, B>(
         let _ = stream.set_nodelay(true);
         let task = Connection {
             builder: builder.clone(),
-            handler: handler.clone(),
+            new_service: new_service.clone(),
             shutdown: shutdown.clone(),
             idle_timeout: limits.idle_timeout,
             peer,
@@ -177,7 +207,7 @@ pub async fn serve<H, F, B>(
         let tls = tls.clone();
         let handshake_timeout = limits.header_read_timeout;
         let alive = alive.clone();
-        tokio::spawn(async move {
+        let connection = move |stream: TcpStream| async move {
             match tls {
                 None => task.serve(stream, None).await,
                 Some(tls) => {
@@ -194,7 +224,26 @@ pub async fn serve<H, F, B>(
             }
             drop(permit);
             drop(alive);
-        });
+        };
+        match &workers {
+            None => drop(tokio::spawn(connection(stream))),
+            Some(workers) => {
+                // The socket moves to the worker's reactor: leave ours, join theirs there.
+                let stream = match stream.into_std() {
+                    Ok(s) => s,
+                    Err(error) => {
+                        tracing::warn!(%peer, %error, "handing a connection to a worker");
+                        continue;
+                    }
+                };
+                workers.dispatch(move || async move {
+                    match TcpStream::from_std(stream) {
+                        Ok(stream) => connection(stream).await,
+                        Err(error) => tracing::warn!(%peer, %error, "adopting a connection"),
+                    }
+                });
+            }
+        }
     }
     drop(listener);
     drop(alive);
@@ -203,5 +252,8 @@ pub async fn serve<H, F, B>(
         .is_err()
     {
         tracing::warn!(grace = ?limits.shutdown_grace, "shutdown grace elapsed with requests in flight");
+    }
+    if let Some(workers) = workers {
+        workers.stop().await;
     }
 }

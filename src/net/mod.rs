@@ -10,3 +10,4 @@ pub mod client;
 pub mod guard;
 pub mod listener;
 pub mod tls;
+pub mod workers;
