@@ -479,8 +479,10 @@ fn fresh_entry_allocates_four_times() {
             cache.insert(Arc::new(entry), now)
         });
         assert_eq!(evicted, 0);
+        let held = LIVE.with(|l| l.get());
         eprintln!(
-            "v{version} token of {} bytes: entry + Arc + insert = {n} allocations",
+            "v{version} token of {} bytes: entry + Arc + insert = {n} allocations, \
+             {held} heap bytes held",
             token.len()
         );
         assert!(
