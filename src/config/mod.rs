@@ -459,7 +459,9 @@ pub struct KeyRefreshConfig {
 pub struct CacheConfig {
     /// Most entries held; 0 disables the cache.
     pub max_entries: usize,
-    /// Most bytes of tokens and pre-encoded headers held.
+    /// Most heap bytes the entries hold (counted exactly: the token, its pre-encoded headers
+    /// and the entry itself; an Entra token of ~1.5 KB takes ~4 KiB). The maps' slots (under
+    /// 1 MiB at the defaults) are allocated up front and not counted here.
     pub max_bytes: usize,
 }
 
