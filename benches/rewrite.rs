@@ -16,7 +16,7 @@ use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue};
 
 use tokengate::dev::DevIssuer;
-use tokengate::principal::{IdentityHeaders, Principal};
+use tokengate::principal::IdentityHeaders;
 use tokengate::rewrite::{self, RequestIds};
 
 /// What a typical service-to-service request carries.
@@ -50,9 +50,7 @@ fn client_headers(token: &str, spoofed: bool) -> HeaderMap {
 
 fn identity(issuer: &DevIssuer) -> IdentityHeaders {
     let payload = issuer.v2_claims(&["Orders.Read", "App.Read"]).to_string();
-    Principal::from_payload(payload.as_bytes())
-        .expect("principal")
-        .headers()
+    IdentityHeaders::from_payload(payload.as_bytes()).expect("principal")
 }
 
 fn benches(c: &mut Criterion) {

@@ -8,11 +8,10 @@
 //!   builds the identity (EasyAuth principal and pre-encoded headers) every time: the real
 //!   per-request cost when every request carries a new token.
 //! - `tokengate/extract`: `extract::bearer_token` alone (scans every byte of the token).
+//! - `cache/entry_new`: `CachedIdentity::new` alone for a verified token: the EasyAuth principal
+//!   written from the payload, base64, the compact `Identity` (issue 12: four allocations).
 //! - `cache/insert_when_full`: inserting a new entry into a full default-size cache (10,000
 //!   entries, 32 MiB), which evicts: the steady state when every request brings a new token.
-//!   Today every such insert re-sums `byte_len` over the whole shard (pointer chasing through
-//!   each entry's claims), so this row depends on heap layout: a few µs in a fresh heap (run it
-//!   alone), ~100 µs after the rows above have churned the allocator.
 //! - `jsonwebtoken/{rs256,es256}`: `jsonwebtoken::decode` with a `DecodingKey::from_jwk` built
 //!   once, `iss`/`aud`/`exp` required and checked, into a struct with the claims we authorize on.
 //!   It does not evaluate allow-lists or rules, so it does strictly less than the `miss` rows.
@@ -135,6 +134,9 @@ fn cache_rows(c: &mut Criterion, fx: &Fixture) {
         cache.insert(entry(), now);
     }
     let mut g = c.benchmark_group("validation");
+    g.bench_function("cache/entry_new", |b| {
+        b.iter(|| CachedIdentity::new(black_box(&token), &verified, 0).expect("entry"))
+    });
     g.bench_function("cache/insert_when_full", |b| {
         b.iter_batched(&mut entry, |e| cache.insert(e, now), BatchSize::SmallInput)
     });

@@ -8,13 +8,20 @@
 //!    the role, even under an anonymous prefix;
 //! 3. no tampered token is accepted: a valid RS256 or ES256 token with any header, payload or
 //!    signature byte changed (or a segment spliced from another valid token) never validates
-//!    unless it is byte-identical to a valid token.
+//!    unless it is byte-identical to a valid token;
+//! 4. the one-pass EasyAuth writer renders every payload exactly as the `serde_json::Value`-based
+//!    implementation it replaced (kept in `properties/principal_reference.rs`): the
+//!    `X-MS-CLIENT-PRINCIPAL*` headers, `/.auth/me`, and which payloads are refused, over nested
+//!    arrays and objects, every kind of number, Unicode, escapes and duplicate keys.
 //!
 //! Cases are bounded (see each `ProptestConfig`) so the file runs in seconds in debug. Failures
 //! are not persisted to disk: proptest prints the shrunk input, which belongs in a named unit test
 //! next to the code it breaks (as `normalize::tests::raw_utf8_is_escaped_like_its_encoded_spelling`).
 
 use std::sync::LazyLock;
+
+#[path = "properties/principal_reference.rs"]
+mod principal_reference;
 
 use http::Method;
 use proptest::prelude::*;
@@ -25,6 +32,7 @@ use tokengate::authorize::{access, authorize, Access};
 use tokengate::config::{AuthConfig, Config};
 use tokengate::dev::{v1_issuer, v2_issuer, DevIssuer, DEV_AUDIENCE};
 use tokengate::normalize::{normalize, Case, Prefix};
+use tokengate::principal::{self, IdentityHeaders, Principal};
 use tokengate::reject::Rejection;
 use tokengate::validate::cache::Identity;
 use tokengate::validate::{validate, Algorithm, KeySet, ValidationPolicy};
@@ -93,13 +101,7 @@ static AUTH: LazyLock<AuthConfig> =
 
 /// A caller holding audience `a` and the given roles.
 fn caller(roles: &[&str]) -> Identity {
-    Identity {
-        application: Some("app".into()),
-        object_id: Some("oid".into()),
-        tenant_id: None,
-        audiences: Box::new(["a".into()]),
-        roles: roles.iter().map(|&r| r.into()).collect(),
-    }
+    Identity::new(Some("app"), Some("oid"), None, &["a"], roles)
 }
 
 static READER: LazyLock<Identity> = LazyLock::new(|| caller(&["App.Read"]));
@@ -588,6 +590,293 @@ proptest! {
                 TOKENS.valid.contains(&tampered),
                 "tampered token accepted after {:?}", edits
             );
+        }
+    }
+}
+
+// ---- 4. The one-pass EasyAuth writer agrees with the reference ----
+
+/// A JSON value whose text we control: numbers as written, strings in one of several escape
+/// styles, objects with duplicate keys kept.
+#[derive(Debug, Clone)]
+enum Json {
+    Null,
+    Bool(bool),
+    Number(String),
+    Str(Text),
+    Array(Vec<Json>),
+    Object(Vec<(Text, Json)>),
+}
+
+/// A string and how to spell it: 0 as serde_json writes it, 1 every non-alphanumeric character
+/// as `\uXXXX` (surrogate pairs beyond the BMP), 2 with `\/` and `\u` for ASCII letters.
+#[derive(Debug, Clone)]
+struct Text(String, u8);
+
+impl Json {
+    fn write(&self, out: &mut String) {
+        match self {
+            Json::Null => out.push_str("null"),
+            Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Json::Number(n) => out.push_str(n),
+            Json::Str(t) => t.write(out),
+            Json::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    item.write(out);
+                }
+                out.push(']');
+            }
+            Json::Object(members) => {
+                out.push_str("{ ");
+                for (i, (k, v)) in members.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    k.write(out);
+                    out.push_str(" :");
+                    v.write(out);
+                }
+                out.push('}');
+            }
+        }
+    }
+}
+
+impl Text {
+    fn write(&self, out: &mut String) {
+        let Text(s, style) = self;
+        match style {
+            0 => out.push_str(&serde_json::to_string(s).expect("string")),
+            1 => {
+                out.push('"');
+                for c in s.chars() {
+                    if c.is_ascii_alphanumeric() {
+                        out.push(c);
+                        continue;
+                    }
+                    let mut units = [0u16; 2];
+                    for u in c.encode_utf16(&mut units) {
+                        out.push_str(&format!("\\u{u:04x}"));
+                    }
+                }
+                out.push('"');
+            }
+            _ => {
+                let plain = serde_json::to_string(s).expect("string");
+                for c in plain.chars() {
+                    match c {
+                        '/' => out.push_str("\\/"),
+                        'a' | 'e' => out.push_str(&format!("\\u{:04X}", c as u32)),
+                        c => out.push(c),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Claim names: the ones EasyAuth maps or the headers read (so first-occurrence and fallback
+/// rules are exercised with duplicates), and anything else.
+fn claim_name() -> impl Strategy<Value = Text> {
+    let known = select(vec![
+        "oid",
+        "sub",
+        "tid",
+        "preferred_username",
+        "upn",
+        "unique_name",
+        "email",
+        "name",
+        "appid",
+        "azp",
+        "roles",
+        "aud",
+        "scp",
+        "amr",
+        "idp",
+        "auth_time",
+        "given_name",
+        "wids",
+    ]);
+    (
+        prop_oneof![3 => known.prop_map(String::from), 1 => any_text()],
+        0..3u8,
+    )
+        .prop_map(|(s, style)| Text(s, style))
+}
+
+fn any_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z@.]{0,10}",
+        "(?s).{0,10}",
+        "[\\x00-\\x1f\"\\\\/\\x7f]{0,4}",
+        "[\u{80}-\u{10ffff}]{0,4}",
+    ]
+}
+
+fn number() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<u64>().prop_map(|n| n.to_string()),
+        any::<i64>().prop_map(|n| n.to_string()),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| format!("{f:e}")),
+        (any::<i32>(), 0..1000u32).prop_map(|(i, f)| format!("{i}.{f}")),
+        select(vec![
+            "0",
+            "-0",
+            "-0.0",
+            "1e3",
+            "1E+2",
+            "-1.5e-7",
+            "0.1",
+            "1.0",
+            "100e-2",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "123456789012345678901234567890",
+            "5e-324",
+            "1.7976931348623157e308",
+            "1e400",
+            "-1e400",
+        ])
+        .prop_map(String::from),
+    ]
+}
+
+fn json_value() -> impl Strategy<Value = Json> {
+    let leaf = prop_oneof![
+        Just(Json::Null),
+        any::<bool>().prop_map(Json::Bool),
+        number().prop_map(Json::Number),
+        (any_text(), 0..3u8).prop_map(|(s, style)| Json::Str(Text(s, style))),
+    ];
+    leaf.prop_recursive(3, 24, 5, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..5).prop_map(Json::Array),
+            proptest::collection::vec((claim_name(), inner), 0..4).prop_map(Json::Object),
+        ]
+    })
+}
+
+/// What the single-valued headers read (`oid`/`sub`, `tid`, the name candidates), mostly as
+/// strings, so that their order of preference and first-occurrence rules are exercised.
+fn identity_member() -> impl Strategy<Value = (Text, Json)> {
+    let key = select(vec![
+        "oid",
+        "sub",
+        "tid",
+        "preferred_username",
+        "upn",
+        "unique_name",
+        "email",
+        "name",
+        "appid",
+        "azp",
+    ]);
+    let value = prop_oneof![
+        3 => (any_text(), 0..3u8).prop_map(|(s, style)| Json::Str(Text(s, style))),
+        1 => json_value(),
+    ];
+    (key, 0..3u8, value).prop_map(|(k, style, v)| (Text(k.to_string(), style), v))
+}
+
+/// A payload: an object of claims, duplicates allowed, sometimes with whitespace around it.
+fn payload() -> impl Strategy<Value = String> {
+    let members = (
+        proptest::collection::vec((claim_name(), json_value()), 0..10),
+        proptest::collection::vec(identity_member(), 0..6),
+    )
+        .prop_map(|(mut a, b)| {
+            a.extend(b);
+            a
+        })
+        .prop_shuffle();
+    (members, any::<bool>()).prop_map(|(members, padded)| {
+        let mut out = String::new();
+        if padded {
+            out.push_str(" \n");
+        }
+        Json::Object(members).write(&mut out);
+        if padded {
+            out.push_str("\t ");
+        }
+        out
+    })
+}
+
+fn header_bytes(h: Option<&http::HeaderValue>) -> Option<&[u8]> {
+    h.map(|v| v.as_bytes())
+}
+
+proptest! {
+    #![proptest_config(config(2000))]
+
+    #[test]
+    fn principal_matches_the_reference(payload in payload()) {
+        let bytes = payload.as_bytes();
+        let reference = principal_reference::Principal::from_payload(bytes);
+        let easyauth = principal::easyauth_json(bytes);
+        let me = principal::me_json(bytes);
+        let headers = IdentityHeaders::from_payload(bytes);
+        let mut claims = Vec::new();
+        let scanned = Principal::scan(bytes, &mut claims);
+        let Ok(reference) = reference else {
+            prop_assert!(easyauth.is_err() && me.is_err() && headers.is_err() && scanned.is_err(),
+                "the reference refuses {:?}", payload);
+            return Ok(());
+        };
+        prop_assert_eq!(easyauth.expect("easyauth"), reference.easyauth_json(), "{}", payload);
+        prop_assert_eq!(me.expect("me"), reference.me_json(), "{}", payload);
+        let scanned = scanned.expect("scan");
+        prop_assert_eq!(scanned.id(), reference.id());
+        prop_assert_eq!(scanned.name(), reference.name());
+        prop_assert_eq!(scanned.tenant_id(), reference.tenant_id());
+        let (ours, theirs) = (headers.expect("headers"), reference.headers());
+        prop_assert_eq!(ours.principal.as_bytes(), theirs.principal.as_bytes());
+        prop_assert_eq!(header_bytes(ours.id.as_ref()), header_bytes(theirs.id.as_ref()));
+        prop_assert_eq!(header_bytes(ours.name.as_ref()), header_bytes(theirs.name.as_ref()));
+    }
+}
+
+/// Shapes the generator reaches only by chance, pinned.
+#[test]
+fn principal_matches_the_reference_on_pinned_payloads() {
+    for payload in [
+        r#"{}"#,
+        r#"{"roles":[],"aud":[[1,2],{"b":1,"a":[true,null]}],"x":{"k":1,"k":2}}"#,
+        r#"{"oid":5,"oid":"late","sub":"s","name":["n"],"upn":"u","tid":null}"#,
+        r#"{"n":[1.0,-0,1e3,18446744073709551616,-9223372036854775809,0.30000000000000004]}"#,
+        r#"{"e\u0301":"\ud83d\ude00\u0000\u001f\"\\\/","emoji":"😀","del":""}"#,
+        r#"{"preferred_username":"a\tb","oid":"o\u0007"}"#,
+        // serde_json's `Value` reads an object whose first key is its private raw-value marker
+        // as the JSON text it holds: the reference flattens this `o` into two claims, and takes
+        // this `oid` as a string.
+        r#"{"$serde_json::private::RawValue":"1","o":{"$serde_json::private::RawValue":"[1, 2]"}}"#,
+        r#"{"oid":{"$serde_json::private::RawValue":"\"x\""},"a":[{"$serde_json::private::RawValue":"[{}]"}]}"#,
+    ] {
+        let reference = principal_reference::Principal::from_payload(payload.as_bytes());
+        let ours = principal::easyauth_json(payload.as_bytes());
+        match reference {
+            Ok(r) => {
+                assert_eq!(ours.expect(payload), r.easyauth_json(), "{payload}");
+                let p = Principal::scan(payload.as_bytes(), &mut Vec::new()).expect(payload);
+                assert_eq!(
+                    (p.id(), p.name(), p.tenant_id()),
+                    (r.id(), r.name(), r.tenant_id())
+                );
+                assert_eq!(
+                    principal::me_json(payload.as_bytes()).expect(payload),
+                    r.me_json()
+                );
+            }
+            Err(_) => assert!(ours.is_err(), "{payload}"),
         }
     }
 }

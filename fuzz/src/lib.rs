@@ -154,7 +154,7 @@ pub fn validate_signed(data: &[u8]) {
         return;
     };
     if let Ok(identity) = CachedIdentity::new(&token, &verified, 0) {
-        let _ = identity.principal.me_json();
+        let _ = identity.me_json();
     }
 }
 

@@ -280,13 +280,7 @@ mod tests {
 
     impl From<Caller> for Identity {
         fn from(c: Caller) -> Identity {
-            Identity {
-                application: c.app.map(Into::into),
-                object_id: c.oid.map(Into::into),
-                tenant_id: None,
-                audiences: Box::new(["a".into()]),
-                roles: c.roles.iter().map(|&r| r.into()).collect(),
-            }
+            Identity::new(c.app, c.oid, None, &["a"], c.roles)
         }
     }
 
@@ -383,13 +377,7 @@ roles = ["App.Secret"]
 
     impl From<Token> for Identity {
         fn from(t: Token) -> Identity {
-            Identity {
-                application: Some("app".into()),
-                object_id: Some("oid".into()),
-                tenant_id: t.tid.map(Into::into),
-                audiences: t.aud.iter().map(|&a| a.into()).collect(),
-                roles: t.roles.iter().map(|&r| r.into()).collect(),
-            }
+            Identity::new(Some("app"), Some("oid"), t.tid, t.aud, t.roles)
         }
     }
 

@@ -580,7 +580,7 @@ fn auth_me(method: &Method, id: &CachedIdentity) -> Response<Body> {
     if method != Method::GET && method != Method::HEAD {
         return respond::text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
     }
-    respond::json(StatusCode::OK, id.principal.me_json())
+    respond::json(StatusCode::OK, id.me_json())
 }
 
 /// Seconds since the Unix epoch (0 if the clock is before it, which fails every token closed).

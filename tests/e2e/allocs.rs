@@ -45,8 +45,11 @@ use crate::process::{write_config, Process, TempFile};
 /// (24.00 before, with the shared pool on the work-stealing runtime).
 const HIT_MAX: f64 = 10.0;
 /// Most per request with a fresh token each time (RS256 verify, a new cache entry). Main
-/// measured 126.04 at 9a85b0d, 110.07 after the request-path shape; the target is <= 25.
-const FRESH_MAX: f64 = 112.0;
+/// measured 126.04 at 9a85b0d, 110.07 after the request-path shape, 37.03 once the cache entry
+/// was built in 4 allocations (EasyAuth principal written in one pass), 33.03 with the digest
+/// taken outside aws-lc's EVP_DigestVerify (whose RSA verify still mallocs 21 times); the
+/// issue's target is <= 25.
+const FRESH_MAX: f64 = 35.0;
 /// Most per request on an anonymous path (no token: rewrite and forward only). Measured 8.03
 /// (24.00 at 9a85b0d).
 const ANON_MAX: f64 = 10.0;
