@@ -49,6 +49,7 @@ pub use callee::{
 #[doc(hidden)]
 pub use net::{guard, listener};
 
+use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -166,7 +167,7 @@ pub async fn start_sidecar(config: SidecarConfig) -> io::Result<Running> {
             let (not_ready, metrics) = (not_ready.clone(), metrics.clone());
             move |req| {
                 let resp = admin::handle(&req, &*not_ready, &metrics);
-                async move { resp }
+                async move { Ok::<_, Infallible>(resp) }
             }
         },
         rx,
@@ -215,6 +216,10 @@ fn start_callee(
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
         )),
     };
+    let workers = match startup.limits.workers {
+        0 => net::workers::default_count(),
+        n => n,
+    };
     let cell: Arc<SnapshotCell> = Arc::new(ArcSwap::from_pointee(Snapshot::new(
         Arc::new(policy),
         SigningKeys::Pending,
@@ -231,19 +236,19 @@ fn start_callee(
         TokenCache::new(startup.cache.max_entries, startup.cache.max_bytes),
         metrics.clone(),
         key_fetcher.clone(),
-        Upstream::new(&startup.upstream_pool, &startup.extra_ca_certs),
+        Upstream::new(&startup.upstream_pool, &startup.extra_ca_certs, workers),
     ));
     let server = tokio::spawn(net::listener::serve(
         public,
         startup.limits.clone(),
         tls.clone(),
-        Placement::Workers(startup.limits.workers),
+        Placement::Workers(workers),
         move |conn| {
             let client = Arc::new(ClientConnection::new(conn));
             let proxy = proxy.clone();
             move |req| {
                 let (proxy, client) = (proxy.clone(), client.clone());
-                async move { proxy.handle(req, &client).await }
+                async move { Ok::<_, Infallible>(proxy.handle(req, &client).await) }
             }
         },
         shutdown,

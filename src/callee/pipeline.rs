@@ -33,7 +33,7 @@ use crate::authorize::{self, Access};
 use crate::callee::upgrade;
 use crate::config::Mode;
 use crate::extract;
-use crate::forward::{self, Dedicated, Protocol, Upstream};
+use crate::forward::{self, Pool, Protocol, Upstream};
 use crate::listener::Conn;
 use crate::metrics::Metrics;
 use crate::normalize;
@@ -71,11 +71,10 @@ pub enum Decision {
     },
 }
 
-/// What one client connection keeps across its requests: its facts, the upstream connection it
-/// owns, and what is encoded once per connection rather than per request.
+/// What one client connection keeps across its requests: its facts, and what is encoded once
+/// per connection rather than per request.
 pub struct ClientConnection {
     conn: Conn,
-    dedicated: Dedicated,
     /// The peer's address as an `X-Forwarded-For` value.
     peer: http::HeaderValue,
 }
@@ -86,7 +85,6 @@ impl ClientConnection {
         ClientConnection {
             peer: rewrite::peer_value(conn.peer.ip()),
             conn,
-            dedicated: Dedicated::default(),
         }
     }
 }
@@ -396,11 +394,14 @@ impl Proxy {
         } = outbound;
         // A client deadline shorter than upstream.timeout replaces it.
         let deadline = deadline.filter(|(_, t)| *t < up.timeout).map(|(at, _)| at);
-        // A WebSocket handshake ends its upstream connection's HTTP life: never the owned one.
-        let dedicated = client_upgrade.is_none().then_some(&client.dedicated);
+        // A WebSocket handshake ends its upstream connection's HTTP life: never a worker's own.
+        let pool = match client_upgrade {
+            None => Pool::Worker,
+            Some(_) => Pool::Shared,
+        };
         let (mut resp, took) = self
             .upstream
-            .send(request, protocol, dedicated, up.timeout, deadline)
+            .send(request, protocol, pool, up.timeout, deadline)
             .await?;
         self.metrics.upstream(resp.status(), took.as_secs_f64());
         match authenticated {

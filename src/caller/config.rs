@@ -626,6 +626,8 @@ impl EgressFile {
                     self.pool_idle_timeout.as_deref(),
                     "90s",
                 )?,
+                // Egress requests use the shared pool, which this does not bound.
+                max_connections: 256,
             },
             resource,
         })

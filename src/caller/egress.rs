@@ -22,7 +22,7 @@ use serde_json::json;
 
 use super::cache::TokenCache;
 use super::config::EgressRoute;
-use crate::forward::{Protocol, Upstream};
+use crate::forward::{Pool, Protocol, Upstream};
 use crate::respond::{self, Body};
 use crate::rewrite;
 
@@ -40,7 +40,7 @@ impl Egress {
         cache: Arc<TokenCache>,
         extra_ca: &[CertificateDer<'static>],
     ) -> Egress {
-        let upstream = Upstream::new(&route.pool, extra_ca);
+        let upstream = Upstream::new(&route.pool, extra_ca, 1);
         cache.prefetch(&route.resource);
         Egress {
             route,
@@ -100,7 +100,13 @@ impl Egress {
         let req = Request::from_parts(parts, Either::Left(body));
         match self
             .upstream
-            .send(req, protocol, None, self.route.upstream.timeout, None)
+            .send(
+                req,
+                protocol,
+                Pool::Shared,
+                self.route.upstream.timeout,
+                None,
+            )
             .await
         {
             Ok((mut resp, _)) => {

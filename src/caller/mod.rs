@@ -37,6 +37,7 @@ pub mod secret;
 pub mod source;
 pub mod token;
 
+use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -99,7 +100,7 @@ pub async fn start(
                     let endpoint = endpoint.clone();
                     move |req| {
                         let endpoint = endpoint.clone();
-                        async move { endpoint.handle(req).await }
+                        async move { Ok::<_, Infallible>(endpoint.handle(req).await) }
                     }
                 },
                 shutdown.clone(),
@@ -124,7 +125,7 @@ pub async fn start(
                 let egress = egress.clone();
                 move |req| {
                     let egress = egress.clone();
-                    async move { egress.handle(req).await }
+                    async move { Ok::<_, Infallible>(egress.handle(req).await) }
                 }
             },
             shutdown.clone(),

@@ -138,6 +138,7 @@ struct UpstreamFile {
     timeout: Dur,
     connect_timeout: Dur,
     pool_idle_timeout: Dur,
+    max_connections: usize,
     preserve_host: bool,
     trust_forwarded_headers: bool,
     forward_token: bool,
@@ -151,6 +152,7 @@ impl Default for UpstreamFile {
             timeout: secs(30),
             connect_timeout: secs(5),
             pool_idle_timeout: secs(90),
+            max_connections: 256,
             preserve_host: true,
             trust_forwarded_headers: false,
             forward_token: false,
@@ -539,9 +541,13 @@ impl UpstreamFile {
             forward_token: self.forward_token,
             protocol: self.protocol,
         };
+        if self.max_connections == 0 {
+            return Err(ConfigError::new("upstream.max_connections must be > 0"));
+        }
         let pool = UpstreamPool {
             connect_timeout: self.connect_timeout.0,
             pool_idle_timeout: self.pool_idle_timeout.0,
+            max_connections: self.max_connections,
         };
         Ok((upstream, pool))
     }

@@ -180,6 +180,7 @@ impl Startup {
                 UpstreamPool {
                     connect_timeout,
                     pool_idle_timeout,
+                    max_connections,
                 },
             cache,
             limits,
@@ -199,6 +200,10 @@ impl Startup {
             (
                 "upstream.pool_idle_timeout",
                 *pool_idle_timeout != new.upstream_pool.pool_idle_timeout,
+            ),
+            (
+                "upstream.max_connections",
+                *max_connections != new.upstream_pool.max_connections,
             ),
             ("cache", *cache != new.cache),
             ("tls.ca_file", *extra_ca_certs != new.extra_ca_certs),
@@ -281,6 +286,9 @@ pub struct UpstreamPool {
     pub connect_timeout: Duration,
     /// Idle pooled connections are closed after this long.
     pub pool_idle_timeout: Duration,
+    /// Most HTTP/1.1 upstream connections open at once (`upstream.max_connections`), shared
+    /// evenly among the workers; a request finding its worker's share in use waits for one.
+    pub max_connections: usize,
 }
 
 /// Where signing keys come from (`auth.openid_configuration` or `auth.jwks_uri`).

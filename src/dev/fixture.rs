@@ -29,8 +29,9 @@ pub fn offline_proxy(
     let pool = UpstreamPool {
         connect_timeout: Duration::from_secs(5),
         pool_idle_timeout: Duration::from_secs(90),
+        max_connections: 256,
     };
-    let upstream = Upstream::new(&pool, &[]);
+    let upstream = Upstream::new(&pool, &[], 1);
     let cell = Arc::new(ArcSwap::new(snapshot));
     let key_fetcher = Arc::new(KeyFetcher::new(cell.clone(), metrics.clone(), &[]));
     Proxy::new(

@@ -70,7 +70,7 @@ impl<N> Connection<N> {
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
         N: Fn(Conn) -> S + Send + Sync + 'static,
         S: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
-        F: Future<Output = Response<B>> + Send + 'static,
+        F: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
         B: HttpBody + Send + 'static,
         B::Data: Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -81,13 +81,10 @@ impl<N> Connection<N> {
             state: state.clone(),
             tls,
         };
-        // The connection's own service: whatever it keeps (an upstream connection, say) lives
-        // exactly as long as the connection.
-        let handler = (self.new_service)(conn_info);
-        let service = service_fn(move |req| {
-            let response = handler(req);
-            async move { Ok::<_, Infallible>(response.await) }
-        });
+        // The connection's own service: whatever it keeps lives exactly as long as the
+        // connection. Its futures go to hyper as they are: a wrapping `async` block would store
+        // each one twice (issue 12: hyper keeps the future's box for the connection's life).
+        let service = service_fn((self.new_service)(conn_info));
         let peer = self.peer;
         let conn = self
             .builder
@@ -124,7 +121,8 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 }
 
 /// Serves `listener` until `shutdown` flips to true, then drains. Each connection gets its own
-/// service from `new_service`, which answers that connection's requests. With `tls`, every
+/// service from `new_service`, which answers that connection's requests (never failing: the
+/// `Infallible` error is hyper's service contract). With `tls`, every
 /// connection is a TLS connection; `placement` says which runtime serves the connections.
 pub async fn serve<N, S, F, B>(
     listener: TcpListener,
@@ -136,7 +134,7 @@ pub async fn serve<N, S, F, B>(
 ) where
     N: Fn(Conn) -> S + Send + Sync + 'static,
     S: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
-    F: Future<Output = Response<B>> + Send + 'static,
+    F: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
     B: HttpBody + Send + 'static,
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,

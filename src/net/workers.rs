@@ -99,10 +99,11 @@ impl Workers {
         let load = worker.load.clone();
         load.fetch_add(1, Ordering::Relaxed);
         let job: Job = Box::new(move || {
-            let connection = serve();
+            // The connection's future is made inside the task's: a future made outside and
+            // awaited inside would be stored twice (its upvar and its await slot).
             tokio::spawn(async move {
                 let _counted = Unload(load);
-                connection.await;
+                serve().await;
             });
         });
         // A worker only stops after `stop`, which takes `self` by value: the queue is open.
