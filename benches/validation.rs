@@ -7,7 +7,8 @@
 //! - `tokengate/miss_rs256_with_entry`: `Proxy::authenticate` with the cache disabled, so it also
 //!   builds the identity (EasyAuth principal and pre-encoded headers) every time: the real
 //!   per-request cost when every request carries a new token.
-//! - `tokengate/extract`: `extract::bearer_token` alone (scans every byte of the token).
+//! - `tokengate/extract`: `extract::bearer_token` alone (the scheme, the size, UTF-8);
+//!   `tokengate/credential`: the `b64token` scan a cache miss adds.
 //! - `cache/entry_new`: `CachedIdentity::new` alone for a verified token: the EasyAuth principal
 //!   written from the payload, base64, the compact `Identity` (issue 12: four allocations).
 //! - `cache/insert_when_full`: inserting a new entry into a full default-size cache (10,000
@@ -90,6 +91,7 @@ fn tokengate_rows(c: &mut Criterion, fx: &Fixture) {
             b.iter(|| {
                 let token =
                     extract::bearer_token(black_box(&headers), auth.max_token_size).expect("token");
+                extract::credential(token).expect("b64token");
                 let verified =
                     validate::validate(token, &policy, &fx.keys, now, &mut scratch).expect("valid");
                 // The pipeline authorizes the Identity it builds once per fresh token.
@@ -103,6 +105,10 @@ fn tokengate_rows(c: &mut Criterion, fx: &Fixture) {
     let auth = &fx.snapshot.policy.auth;
     g.bench_function("tokengate/extract", |b| {
         b.iter(|| extract::bearer_token(black_box(&headers), auth.max_token_size).expect("token"))
+    });
+    g.bench_function("tokengate/credential", |b| {
+        let token = extract::bearer_token(&headers, auth.max_token_size).expect("token");
+        b.iter(|| extract::credential(black_box(token)).expect("b64token"))
     });
 
     let uncached = proxy(fx, 0);

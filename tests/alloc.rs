@@ -6,7 +6,7 @@
 //!
 //! What is measured, after one warm-up call of the same shape (first-use initialisation such as
 //! a thread-local scratch buffer is not per-request work):
-//! - a cache miss: `extract::bearer_token` + `validate::validate` (JWS parse, key lookup,
+//! - a cache miss: `extract::bearer_token` + `extract::credential` + `validate::validate` (JWS parse, key lookup,
 //!   signature, claims), for RS256 and ES256, v1 and v2 Entra-shaped tokens, each token never
 //!   seen before; then `authorize::authorize` (allow-lists and rules) on the `Identity` the
 //!   pipeline builds once from the fresh claims (that build is the miss's one bounded allocation,
@@ -154,6 +154,7 @@ fn extract_and_validate(
 ) -> Result<u64, tokengate::reject::Rejection> {
     let auth = &fx.snapshot.policy.auth;
     let token = extract::bearer_token(headers, auth.max_token_size)?;
+    extract::credential(token)?;
     let verified = fx.verify(token, now, scratch)?;
     Ok(verified.expires_at)
 }

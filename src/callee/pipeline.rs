@@ -355,13 +355,18 @@ impl Proxy {
     ) -> Result<Arc<CachedIdentity>, Rejection> {
         let keys = match &snap.keys {
             SigningKeys::Loaded(k) => k,
-            SigningKeys::Pending => return Err(Rejection::NoSigningKeys),
+            SigningKeys::Pending => {
+                extract::credential(token)?;
+                return Err(Rejection::NoSigningKeys);
+            }
         };
         let (hit, _) = self.cache.get(token, keys, snap.policy_generation, now);
         self.metrics.cache(hit.is_some());
         if let Some(entry) = hit {
             return Ok(entry);
         }
+        // Checked once per distinct token: a cached one passed this when it was validated.
+        extract::credential(token)?;
         let entry = SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
             let verified = validate(token, &snap.validation(), keys, now, &mut scratch)?;

@@ -152,7 +152,7 @@ impl Default for UpstreamFile {
             timeout: secs(30),
             connect_timeout: secs(5),
             pool_idle_timeout: secs(90),
-            max_connections: 256,
+            max_connections: 128,
             preserve_host: true,
             trust_forwarded_headers: false,
             forward_token: false,

@@ -236,6 +236,15 @@ impl Framer {
                         (Framer::Start(seen), take, None)
                     }
                 }
+                // The usual case: a whole header section in one read, scanned where it lies.
+                Framer::Head(head) if head.is_empty() => match find_head_end(bytes, 0) {
+                    Some(end) => match check_head(&bytes[..end]) {
+                        Ok(next) => (next, end, None),
+                        Err(v) => (Framer::Off, end, Some(v)),
+                    },
+                    None if bytes.len() > MAX_SCANNED_HEAD => (Framer::Off, bytes.len(), None),
+                    None => (Framer::Head(bytes.to_vec()), bytes.len(), None),
+                },
                 Framer::Head(mut head) => {
                     let start = head.len();
                     head.extend_from_slice(bytes);
@@ -322,20 +331,15 @@ impl Framer {
 
 /// Index just past the blank line ending a header section (CRLFCRLF or a bare-LF variant).
 fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
-    let mut i = from;
-    while i < buf.len() {
-        if buf[i] == b'\n' {
+    let from = from.min(buf.len());
+    memchr::memchr_iter(b'\n', &buf[from..])
+        .map(|i| from + i)
+        .find_map(|i| match (buf.get(i + 1), buf.get(i + 2)) {
             // "\n\n" or "\n\r\n" ends it.
-            if buf.get(i + 1) == Some(&b'\n') {
-                return Some(i + 2);
-            }
-            if buf.get(i + 1) == Some(&b'\r') && buf.get(i + 2) == Some(&b'\n') {
-                return Some(i + 3);
-            }
-        }
-        i += 1;
-    }
-    None
+            (Some(b'\n'), _) => Some(i + 2),
+            (Some(b'\r'), Some(b'\n')) => Some(i + 3),
+            _ => None,
+        })
 }
 
 /// Index just past the first CRLFCRLF at or after `from`.
@@ -348,10 +352,7 @@ fn find_crlf_crlf(buf: &[u8], from: usize) -> Option<usize> {
 
 /// Whether any LF in `section` lacks its CR.
 fn has_bare_lf(section: &[u8]) -> bool {
-    section
-        .iter()
-        .enumerate()
-        .any(|(i, &b)| b == b'\n' && (i == 0 || section[i - 1] != b'\r'))
+    memchr::memchr_iter(b'\n', section).any(|i| i == 0 || section[i - 1] != b'\r')
 }
 
 /// Checks a complete header section and says how its body is framed.
@@ -368,9 +369,16 @@ fn check_head(head: &[u8]) -> Result<Framer, Violation> {
     let mut length: Option<u64> = None;
     let mut chunked = false;
     let mut transfer_encoding = false;
-    for line in body.split(|&b| b == b'\n').skip(1) {
+    // Every line after the request line; only two field names matter, so most lines are passed
+    // over on their first byte.
+    for start in memchr::memchr_iter(b'\n', body).map(|i| i + 1) {
+        let rest = &body[start..];
+        if !matches!(rest.first(), Some(b'c' | b'C' | b't' | b'T')) {
+            continue;
+        }
+        let line = &rest[..memchr::memchr(b'\n', rest).unwrap_or(rest.len())];
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
+        let Some(colon) = memchr::memchr(b':', line) else {
             continue;
         };
         let name = &line[..colon];

@@ -246,3 +246,54 @@ async fn https_upstreams_are_verified_against_system_and_configured_cas() {
     let err = tokengate::Config::from_toml(&bad).unwrap_err().to_string();
     assert!(err.contains("tls.ca_file"), "{err}");
 }
+
+#[tokio::test]
+async fn upstream_connections_stay_within_max_connections() {
+    // One worker, two upstream connections: six concurrent slow requests go in three waves over
+    // the same two connections, and all of them succeed (waiting for a connection is not an
+    // upstream timeout).
+    let h = Harness::unstarted().await;
+    let text = config_text(&h.idp, &h.upstream, "", "[limits]\nworkers = 1\n")
+        .replace("[upstream]\n", "[upstream]\nmax_connections = 2\n");
+    let h = h.launch(&text).await;
+    let t = h.token(&[]);
+    let path = "/__sleep/400";
+    let started = Instant::now();
+    let (a, b, c, d, e, f) = tokio::join!(
+        h.get(path, Some(&t)),
+        h.get(path, Some(&t)),
+        h.get(path, Some(&t)),
+        h.get(path, Some(&t)),
+        h.get(path, Some(&t)),
+        h.get(path, Some(&t)),
+    );
+    let took = started.elapsed();
+    for r in [a, b, c, d, e, f] {
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    assert_eq!(h.upstream.connections(), 2);
+    assert!(took >= Duration::from_millis(1200), "{took:?}");
+}
+
+#[tokio::test]
+async fn a_reload_moving_upstream_url_never_reuses_a_connection_to_the_old_one() {
+    let h = Harness::start().await;
+    let t = h.token(&[]);
+    // A kept-alive client connection, and a kept-alive upstream connection behind it.
+    assert_eq!(h.get("/api", Some(&t)).await.status, 200);
+    assert_eq!(h.upstream.count(), 1);
+    let other = crate::support::Upstream::start().await;
+    let text = config_text(&h.idp, &other, "", "");
+    h.proxy()
+        .reload(tokengate::Config::from_toml(&text).unwrap())
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(h.get("/api", Some(&t)).await.status, 200);
+    }
+    assert_eq!(
+        h.upstream.count(),
+        1,
+        "the old upstream got requests after the reload"
+    );
+    assert_eq!(other.count(), 3);
+}
