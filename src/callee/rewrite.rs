@@ -131,6 +131,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in listed {
         headers.remove(name);
     }
+    // Usually none is present: one pass over the names (standard ones compare as tags) costs
+    // less than looking each of the eight up (issue 12).
+    if !headers.keys().any(|n| HOP_BY_HOP.contains(&n)) {
+        return;
+    }
     for name in HOP_BY_HOP {
         headers.remove(name);
     }

@@ -22,10 +22,9 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -47,8 +46,9 @@ pub enum Violation {
 
 /// Per-connection facts shared between the byte stream and the request handler.
 pub struct ConnState {
-    epoch: Instant,
-    last_activity_ms: AtomicU64,
+    /// Bytes moved since the listener last looked: a flag, not a time, so the hot path reads
+    /// no clock (the listener samples it a few times per idle timeout).
+    active: AtomicBool,
     violation: AtomicU8,
     upgraded: AtomicBool,
 }
@@ -56,8 +56,7 @@ pub struct ConnState {
 impl ConnState {
     fn new() -> ConnState {
         ConnState {
-            epoch: Instant::now(),
-            last_activity_ms: AtomicU64::new(0),
+            active: AtomicBool::new(false),
             violation: AtomicU8::new(0),
             upgraded: AtomicBool::new(false),
         }
@@ -79,16 +78,13 @@ impl ConnState {
         }
     }
 
-    /// How long since bytes last moved either way.
-    pub fn idle_for(&self) -> std::time::Duration {
-        let last = self.last_activity_ms.load(Ordering::Relaxed);
-        let now = self.epoch.elapsed().as_millis() as u64;
-        std::time::Duration::from_millis(now.saturating_sub(last))
+    /// Whether bytes moved either way since the last call.
+    pub fn take_activity(&self) -> bool {
+        self.active.swap(false, Ordering::Relaxed)
     }
 
     fn touch(&self) {
-        let now = self.epoch.elapsed().as_millis() as u64;
-        self.last_activity_ms.store(now, Ordering::Relaxed);
+        self.active.store(true, Ordering::Relaxed);
     }
 
     fn flag(&self, v: Violation) {
