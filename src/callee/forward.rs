@@ -5,7 +5,8 @@
 //!   ([`Pool::Worker`]): each worker keeps its own idle list, so a request takes no shared lock
 //!   and no pool checkout machinery (issue 12 measured hyper-util's shared pool at 0.61x of nginx
 //!   against 0.99x for connections owned per thread, nginx's own shape). A worker opens at most
-//!   its share of `upstream.max_connections`; a request finding them all busy waits for one.
+//!   its share of `upstream.max_connections`; a request finding them all busy waits for one,
+//!   at most `upstream.connect_timeout` (then 502, like a connect that did not happen in time).
 //!   Idle ones are reused most-recent first and closed after `upstream.pool_idle_timeout`.
 //! - The shared pools of hyper-util's client ([`Pool::Shared`]) carry the rest: HTTP/2 upstreams
 //!   (one multiplexed connection), WebSocket handshakes (the connection leaves HTTP), and callers
@@ -117,6 +118,8 @@ pub struct Upstream {
     idle_timeout: Duration,
     /// Each worker's share of `upstream.max_connections`.
     per_worker: usize,
+    /// The longest a request waits for one of them (`upstream.connect_timeout`).
+    wait: Duration,
     /// Tells this client's connections from another's in a worker's lists.
     id: u64,
 }
@@ -214,6 +217,7 @@ impl Upstream {
             owned: http1::Builder::new(),
             idle_timeout: cfg.pool_idle_timeout,
             per_worker: cfg.max_connections.div_ceil(workers.max(1)),
+            wait: cfg.connect_timeout,
             id: IDS.fetch_add(1, Ordering::Relaxed),
         }
     }
@@ -325,6 +329,10 @@ impl Upstream {
     /// one (`true`), or a new one when the worker's share of `upstream.max_connections` has room
     /// (`false`). Otherwise waits until a connection goes idle or closes.
     async fn checkout(&self, uri: &Uri) -> Result<(http1::SendRequest<Outgoing>, bool), SendError> {
+        // Waiting for a connection is bounded like opening one: a client that holds its
+        // connections busy (reading its responses slowly, say) cannot park everyone else's
+        // requests for ever.
+        let mut give_up = None;
         loop {
             let gate = match self.with_pool(|pool| self.take_idle(pool, uri)) {
                 Ok(sender) => return Ok((sender, true)),
@@ -347,15 +355,21 @@ impl Upstream {
                 pool.idle.pop_front().is_some()
             });
             if !ready && !gate.has_room() {
-                freed.await;
+                let at = *give_up.get_or_insert_with(|| tokio::time::Instant::now() + self.wait);
+                if tokio::time::timeout_at(at, freed).await.is_err() {
+                    return Err(
+                        "no upstream connection free within upstream.connect_timeout".into(),
+                    );
+                }
             }
         }
     }
 
-    /// A fresh connection in place of one found closed; its place is already counted.
+    /// A fresh connection in place of one found closed, once the closed one's place is free
+    /// (its task ends soon after), waiting at most `upstream.connect_timeout`.
     async fn reopen(&self, uri: &Uri) -> Result<http1::SendRequest<Outgoing>, SendError> {
         let gate = self.with_pool(|pool| pool.gate.clone());
-        // The closed connection's place frees once its task has ended; wait for room.
+        let give_up = tokio::time::Instant::now() + self.wait;
         loop {
             if let Some(room) = gate.try_open() {
                 return Box::pin(self.open(uri, room)).await;
@@ -363,8 +377,8 @@ impl Upstream {
             let freed = gate.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
-            if !gate.has_room() {
-                freed.await;
+            if !gate.has_room() && tokio::time::timeout_at(give_up, freed).await.is_err() {
+                return Err("no upstream connection free within upstream.connect_timeout".into());
             }
         }
     }

@@ -249,9 +249,9 @@ async fn https_upstreams_are_verified_against_system_and_configured_cas() {
 
 #[tokio::test]
 async fn upstream_connections_stay_within_max_connections() {
-    // One worker, two upstream connections: six concurrent slow requests go in three waves over
-    // the same two connections, and all of them succeed (waiting for a connection is not an
-    // upstream timeout).
+    // One worker, two upstream connections: four concurrent slow requests go in two waves over
+    // the same two connections, and all of them succeed (the second wave waits well within
+    // upstream.connect_timeout, 1s here).
     let h = Harness::unstarted().await;
     let text = config_text(&h.idp, &h.upstream, "", "[limits]\nworkers = 1\n")
         .replace("[upstream]\n", "[upstream]\nmax_connections = 2\n");
@@ -259,20 +259,18 @@ async fn upstream_connections_stay_within_max_connections() {
     let t = h.token(&[]);
     let path = "/__sleep/400";
     let started = Instant::now();
-    let (a, b, c, d, e, f) = tokio::join!(
-        h.get(path, Some(&t)),
-        h.get(path, Some(&t)),
+    let (a, b, c, d) = tokio::join!(
         h.get(path, Some(&t)),
         h.get(path, Some(&t)),
         h.get(path, Some(&t)),
         h.get(path, Some(&t)),
     );
     let took = started.elapsed();
-    for r in [a, b, c, d, e, f] {
+    for r in [a, b, c, d] {
         assert_eq!(r.status, 200, "{}", r.text());
     }
     assert_eq!(h.upstream.connections(), 2);
-    assert!(took >= Duration::from_millis(1200), "{took:?}");
+    assert!(took >= Duration::from_millis(800), "{took:?}");
 }
 
 #[tokio::test]
@@ -296,4 +294,32 @@ async fn a_reload_moving_upstream_url_never_reuses_a_connection_to_the_old_one()
         "the old upstream got requests after the reload"
     );
     assert_eq!(other.count(), 3);
+}
+
+#[tokio::test]
+async fn waiting_for_a_busy_upstream_connection_is_bounded_by_connect_timeout() {
+    // One upstream connection, held by a slow request: the next request waits for it at most
+    // upstream.connect_timeout (1s here), then gets 502 rather than waiting for ever.
+    let h = Harness::unstarted().await;
+    let text = config_text(&h.idp, &h.upstream, "", "[limits]\nworkers = 1\n")
+        .replace("[upstream]\n", "[upstream]\nmax_connections = 1\n");
+    let h = h.launch(&text).await;
+    let t = h.token(&[]);
+    let slow = h.get("/__sleep/1800", Some(&t));
+    let waiting = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let started = Instant::now();
+        let r = h.get("/api", Some(&t)).await;
+        (r, started.elapsed())
+    };
+    let (slow, (waited, took)) = tokio::join!(slow, waiting);
+    assert_eq!(slow.status, 200);
+    waited.assert_refused(502, "upstream_unavailable");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_millis(1600),
+        "{took:?}"
+    );
+    // Once it is free, the connection serves again.
+    assert_eq!(h.get("/api", Some(&t)).await.status, 200);
+    assert_eq!(h.upstream.connections(), 1);
 }
