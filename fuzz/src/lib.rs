@@ -5,7 +5,8 @@
 //! asserts the invariants that API promises beyond "does not panic":
 //! - [`normalize`]: the output is canonical (starts with `/`, no `//`, no dot segment, no
 //!   lower-case escape) and normalizing it again changes nothing;
-//! - [`bearer`]: a returned token is a non-empty, size-capped run of `b64token` bytes;
+//! - [`bearer`]: a returned token is non-empty and size-capped, and `extract::credential` accepts
+//!   it exactly when it is a run of `b64token` bytes;
 //! - [`validate`]: the committed JWKS and a policy the committed seed tokens satisfy at [`NOW`];
 //! - [`validate_signed`]: header and payload bytes chosen by the fuzzer and signed here, so the
 //!   claim checks and the EasyAuth principal builder run on arbitrary JSON behind a valid signature
@@ -116,9 +117,12 @@ pub fn bearer(data: &[u8]) {
         return;
     };
     assert!(!token.is_empty() && token.len() <= MAX_TOKEN);
-    assert!(token
+    // The characters are checked where a token is first validated (`extract::credential`):
+    // it must accept exactly the `b64token` runs.
+    let b64token = token
         .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b)));
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b));
+    assert_eq!(tokengate::extract::credential(token).is_ok(), b64token);
 }
 
 /// The validator on a whole token, against the committed keys at [`NOW`].
