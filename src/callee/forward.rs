@@ -46,6 +46,8 @@ use rustls::pki_types::CertificateDer;
 use tokio::sync::{oneshot, Notify};
 use tower_service::Service as _;
 
+use bytes::Bytes;
+
 use crate::config::{UpstreamPool, UpstreamProtocol};
 use crate::net::client::{connector_for, Alpn, HttpsConnector};
 use crate::reject::Rejection;
@@ -233,7 +235,7 @@ impl Upstream {
         pool: Pool,
         timeout: Duration,
         deadline: Option<Instant>,
-    ) -> Result<(Response<Incoming>, Duration), Rejection> {
+    ) -> Result<(Response<ResponseBody>, Duration), Rejection> {
         let started = Instant::now();
         // A request whose body is already complete (a GET, say) starts the head timer now;
         // only a body still streaming needs telling when it is done.
@@ -252,9 +254,11 @@ impl Upstream {
                 // request's own state stays small (it lives as long as its connection).
                 (Protocol::Http1, Pool::Shared) => Box::pin(self.http1.request(req))
                     .await
+                    .map(|resp| resp.map(ResponseBody::shared))
                     .map_err(SendError::from),
                 (Protocol::Http2, _) => Box::pin(self.http2.request(req))
                     .await
+                    .map(|resp| resp.map(ResponseBody::shared))
                     .map_err(SendError::from),
             }
         };
@@ -293,7 +297,7 @@ impl Upstream {
     async fn send_owned(
         &self,
         mut req: Request<Outgoing>,
-    ) -> Result<Response<Incoming>, SendError> {
+    ) -> Result<Response<ResponseBody>, SendError> {
         let origin = req.uri().clone();
         // An owned connection is to the one upstream: the request line takes the origin form.
         if let Some(pq) = origin.path_and_query() {
@@ -309,8 +313,14 @@ impl Upstream {
             }
             match sender.try_send_request(req).await {
                 Ok(resp) => {
-                    self.keep_idle(&origin, sender);
-                    return Ok(resp);
+                    // Back to the idle list once the response has been read (see ResponseBody).
+                    let back = Return {
+                        pool: self.pool_key(),
+                        scheme: origin.scheme().cloned(),
+                        authority: origin.authority().cloned(),
+                        sender,
+                    };
+                    return Ok(resp.map(|body| ResponseBody::owned(body, back)));
                 }
                 Err(mut error) => match error.take_message() {
                     // Never written: the kept-alive connection was already closing.
@@ -385,25 +395,15 @@ impl Upstream {
 
     /// Runs `f` on this thread's pool for this upstream.
     fn with_pool<T>(&self, f: impl FnOnce(&mut WorkerPool) -> T) -> T {
-        WORKER_POOLS.with(|pools| {
-            let mut pools = pools.borrow_mut();
-            let at = match pools.iter().position(|p| p.upstream == self.id) {
-                Some(at) => at,
-                None => {
-                    pools.push(WorkerPool {
-                        upstream: self.id,
-                        idle: VecDeque::new(),
-                        gate: Arc::new(Gate {
-                            open: AtomicUsize::new(0),
-                            max: self.per_worker,
-                            freed: Notify::new(),
-                        }),
-                    });
-                    pools.len() - 1
-                }
-            };
-            f(&mut pools[at])
-        })
+        with_pool(&self.pool_key(), f)
+    }
+
+    fn pool_key(&self) -> PoolKey {
+        PoolKey {
+            upstream: self.id,
+            per_worker: self.per_worker,
+            idle_timeout: self.idle_timeout,
+        }
     }
 
     /// The most recently used idle connection to `uri`'s origin that is still open and fresh;
@@ -420,27 +420,6 @@ impl Upstream {
             }
         }
         Err(pool.gate.clone())
-    }
-
-    /// Puts a connection back once its response head is in (hyper's HTTP/1.1 client accepts the
-    /// next request when this one's body is done), dropping entries past their idle time.
-    fn keep_idle(&self, uri: &Uri, sender: http1::SendRequest<Outgoing>) {
-        self.with_pool(|pool| {
-            while pool
-                .idle
-                .front()
-                .is_some_and(|c| c.since.elapsed() >= self.idle_timeout)
-            {
-                pool.idle.pop_front();
-            }
-            pool.idle.push_back(Idle {
-                scheme: uri.scheme().cloned(),
-                authority: uri.authority().cloned(),
-                sender,
-                since: Instant::now(),
-            });
-            pool.gate.freed.notify_one();
-        })
     }
 
     /// Opens an HTTP/1.1 connection to `uri`'s authority, its task on the current runtime,
@@ -461,6 +440,136 @@ impl Upstream {
             drop(room);
         });
         Ok(sender)
+    }
+}
+
+/// Which worker pool a connection belongs to, and how long it may idle there.
+#[derive(Clone, Copy)]
+struct PoolKey {
+    upstream: u64,
+    per_worker: usize,
+    idle_timeout: Duration,
+}
+
+/// Runs `f` on this thread's pool for `key`'s upstream, making it on first use.
+fn with_pool<T>(key: &PoolKey, f: impl FnOnce(&mut WorkerPool) -> T) -> T {
+    WORKER_POOLS.with(|pools| {
+        let mut pools = pools.borrow_mut();
+        let at = match pools.iter().position(|p| p.upstream == key.upstream) {
+            Some(at) => at,
+            None => {
+                pools.push(WorkerPool {
+                    upstream: key.upstream,
+                    idle: VecDeque::new(),
+                    gate: Arc::new(Gate {
+                        open: AtomicUsize::new(0),
+                        max: key.per_worker,
+                        freed: Notify::new(),
+                    }),
+                });
+                pools.len() - 1
+            }
+        };
+        f(&mut pools[at])
+    })
+}
+
+/// A worker's connection on its way back to the idle list.
+struct Return {
+    pool: PoolKey,
+    scheme: Option<Scheme>,
+    authority: Option<Authority>,
+    sender: http1::SendRequest<Outgoing>,
+}
+
+impl Return {
+    /// Puts the connection back (most recent last), dropping entries past their idle time, and
+    /// wakes one request waiting for a connection.
+    fn keep(self) {
+        let Return {
+            pool: key,
+            scheme,
+            authority,
+            sender,
+        } = self;
+        with_pool(&key, |pool| {
+            while pool
+                .idle
+                .front()
+                .is_some_and(|c| c.since.elapsed() >= key.idle_timeout)
+            {
+                pool.idle.pop_front();
+            }
+            pool.idle.push_back(Idle {
+                scheme,
+                authority,
+                sender,
+                since: Instant::now(),
+            });
+            pool.gate.freed.notify_one();
+        })
+    }
+}
+
+/// A response body from the upstream. A worker's own HTTP/1.1 connection goes back to the
+/// worker's idle list only once this body has been read to its end: hyper takes the next request
+/// on it only then, so a connection handed out earlier would make the next request wait behind a
+/// long download or stream. A body dropped unread, or failing, takes its connection with it (its
+/// state is unknown).
+pub struct ResponseBody {
+    inner: Incoming,
+    back: Option<Return>,
+}
+
+impl ResponseBody {
+    fn shared(inner: Incoming) -> ResponseBody {
+        ResponseBody { inner, back: None }
+    }
+
+    fn owned(inner: Incoming, back: Return) -> ResponseBody {
+        let mut body = ResponseBody {
+            inner,
+            back: Some(back),
+        };
+        // A body known empty (HEAD, 204, 304, Content-Length: 0) may never be polled.
+        if body.inner.is_end_stream() {
+            body.finished();
+        }
+        body
+    }
+
+    fn finished(&mut self) {
+        if let Some(back) = self.back.take() {
+            back.keep();
+        }
+    }
+}
+
+impl HttpBody for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => this.finished(),
+            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.finished(),
+            Poll::Ready(Some(Err(_))) => this.back = None,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

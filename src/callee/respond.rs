@@ -13,13 +13,13 @@ use bytes::Bytes;
 use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
 
+use crate::callee::forward::ResponseBody;
 use crate::callee::grpc;
 use crate::reject::{Answer, ChallengeError, Rejection};
 
 /// Response bodies: streamed from the upstream, or generated here.
-pub type Body = Either<Incoming, Full<Bytes>>;
+pub type Body = Either<ResponseBody, Full<Bytes>>;
 
 const REALM: &str = "tokengate";
 /// What a 405 offers: every standard method except the refused `CONNECT` and `TRACE`.

@@ -323,3 +323,38 @@ async fn waiting_for_a_busy_upstream_connection_is_bounded_by_connect_timeout() 
     assert_eq!(h.get("/api", Some(&t)).await.status, 200);
     assert_eq!(h.upstream.connections(), 1);
 }
+
+#[tokio::test]
+async fn a_response_still_streaming_does_not_hold_up_the_next_request() {
+    // A client takes the head of a large download and stops reading: its upstream connection
+    // stays busy with the body. Another request on the same worker must get a connection of
+    // its own at once, not wait behind that body (hyper takes a connection's next request only
+    // when the body before it is done).
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = Harness::unstarted().await;
+    let text = config_text(&h.idp, &h.upstream, "", "[limits]\nworkers = 1\n");
+    let h = h.launch(&text).await;
+    let t = h.token(&[]);
+    let mut stalled = tokio::net::TcpStream::connect(h.proxy().public_addr)
+        .await
+        .unwrap();
+    let req =
+        format!("GET /__bytes/67108864 HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {t}\r\n\r\n");
+    stalled.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 16 * 1024];
+    let n = stalled.read(&mut buf).await.unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    // Now the download stalls: nothing more is read from `stalled`.
+    let started = Instant::now();
+    for _ in 0..3 {
+        assert_eq!(h.get("/api", Some(&t)).await.status, 200);
+    }
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+    assert_eq!(h.upstream.connections(), 2);
+    drop(stalled);
+}
