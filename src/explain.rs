@@ -1,7 +1,7 @@
 //! `tokengate explain`: why would the proxy accept or refuse this token, here?
 //!
 //! # Contract
-//! - The verdict comes from [`Proxy::decide`], the proxy's own decision function, run over a
+//! - The verdict comes from [`Proxy::decide`](crate::callee::pipeline::Proxy::decide), the proxy's own decision function, run over a
 //!   snapshot built from the same config file and the same keys (fetched the way the proxy
 //!   fetches them, or read from `--jwks`): explain can never disagree with the proxy, because it
 //!   has no decision code of its own.

@@ -1,6 +1,6 @@
 //! Every reason a request does not reach the upstream, as one enum, and how each is answered.
 //!
-//! The [`rejections!`] table below is the only place a rejection's answer is decided: each row
+//! The `rejections!` table below is the only place a rejection's answer is decided: each row
 //! gives the variant, its stable `label` and its [`Answer`] class (status, RFC 6750 challenge,
 //! error code). The label is the word that appears in the denial log line, in the `outcome` label
 //! of `tokengate_requests_total` and in the `error_description` of the body and challenge, so an

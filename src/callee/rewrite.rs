@@ -312,7 +312,7 @@ pub fn request_id(headers: &mut HeaderMap, ids: &RequestIds) -> HeaderValue {
 
 /// Generates unique request ids: a random per-generator prefix and a counter, 32 hex digits.
 ///
-/// Ids are handed out in blocks: a thread reserves [`ID_BLOCK`] counter values at once and
+/// Ids are handed out in blocks: a thread reserves `ID_BLOCK` counter values at once and
 /// encodes them into one buffer, and each id is a slice of it, so a request id costs no
 /// allocation of its own and no lock (issue 12). Ids stay unique; their order across threads
 /// follows the blocks.

@@ -1,6 +1,6 @@
 //! Tokens cached per resource (and the one configured identity), refreshed ahead of expiry,
 //! acquired one at a time per key. Each key is a [`Refresher`] (`crate::refresh`, shared with the
-//! callee side's signing keys) over a [`TokenFetch`].
+//! callee side's signing keys) over a `TokenFetch`.
 //!
 //! # Contract
 //! - Single flight: each key has exactly one task that acquires (its refresher's); requests never
