@@ -149,7 +149,7 @@ pub async fn start_sidecar(config: SidecarConfig) -> io::Result<Running> {
 
     let callee_ready = callee.as_ref().map(|c| c.cell.clone());
     let caller_ready = caller.as_ref().map(|c| c.readiness());
-    let not_ready = Arc::new(move || {
+    let not_ready = move || {
         if callee_ready.as_ref().is_some_and(|c| !c.load().ready()) {
             return Some("not ready: no signing keys yet\n");
         }
@@ -157,18 +157,13 @@ pub async fn start_sidecar(config: SidecarConfig) -> io::Result<Running> {
             return Some("not ready: an egress route has no token yet\n");
         }
         None
-    });
-    servers.push(tokio::spawn(net::listener::serve(
+    };
+    servers.push(tokio::spawn(net::listener::serve_shared(
         admin,
         config.limits.clone(),
-        None,
-        Placement::Here,
-        move |_conn| {
-            let (not_ready, metrics) = (not_ready.clone(), metrics.clone());
-            move |req| {
-                let resp = admin::handle(&req, &*not_ready, &metrics);
-                async move { Ok::<_, Infallible>(resp) }
-            }
+        move |req| {
+            let resp = admin::handle(&req, &not_ready, &metrics);
+            async move { Ok::<_, Infallible>(resp) }
         },
         rx,
     )));

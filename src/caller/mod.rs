@@ -52,7 +52,7 @@ use self::config::{CallerConfig, EndpointConfig};
 use self::secret::IdentitySecret;
 use crate::config::LimitsConfig;
 use crate::metrics::Metrics;
-use crate::net::listener::{self, Placement};
+use crate::net::listener;
 use crate::pipeline::unix_now;
 
 /// The caller side, running.
@@ -91,17 +91,12 @@ pub async fn start(
                 secret,
                 e.wait_timeout,
             ));
-            servers.push(tokio::spawn(listener::serve(
+            servers.push(tokio::spawn(listener::serve_shared(
                 socket,
                 limits.clone(),
-                None,
-                Placement::Here,
-                move |_conn| {
+                move |req| {
                     let endpoint = endpoint.clone();
-                    move |req| {
-                        let endpoint = endpoint.clone();
-                        async move { Ok::<_, Infallible>(endpoint.handle(req).await) }
-                    }
+                    async move { Ok::<_, Infallible>(endpoint.handle(req).await) }
                 },
                 shutdown.clone(),
             )));
@@ -116,17 +111,12 @@ pub async fn start(
         egress_addrs.push(socket.local_addr()?);
         egress_resources.push(route.resource.clone());
         let egress = Arc::new(egress::Egress::new(route, cache.clone(), extra_ca));
-        servers.push(tokio::spawn(listener::serve(
+        servers.push(tokio::spawn(listener::serve_shared(
             socket,
             limits.clone(),
-            None,
-            Placement::Here,
-            move |_conn| {
+            move |req| {
                 let egress = egress.clone();
-                move |req| {
-                    let egress = egress.clone();
-                    async move { Ok::<_, Infallible>(egress.handle(req).await) }
-                }
+                async move { Ok::<_, Infallible>(egress.handle(req).await) }
             },
             shutdown.clone(),
         )));

@@ -262,3 +262,34 @@ pub async fn serve<N, S, F, B>(
         workers.stop().await;
     }
 }
+
+/// [`serve`] for a plain-HTTP listener with light traffic whose requests need nothing from their
+/// connection (admin, the caller side): served on the current runtime, every connection
+/// answering with the one `handle`.
+pub async fn serve_shared<H, F, B>(
+    listener: TcpListener,
+    limits: LimitsConfig,
+    handle: H,
+    shutdown: watch::Receiver<bool>,
+) where
+    H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
+    F: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
+    B: HttpBody + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let handle = Arc::new(handle);
+    let per_connection = move |_conn| {
+        let handle = handle.clone();
+        move |req| handle(req)
+    };
+    serve(
+        listener,
+        limits,
+        None,
+        Placement::Here,
+        per_connection,
+        shutdown,
+    )
+    .await
+}
